@@ -1,0 +1,69 @@
+"""In-memory datasets and deterministic batching.
+
+The batch at step s is a function of (seed, s) alone: epoch e = s // steps_per_epoch is shuffled
+with a generator seeded by (seed, e) and the last incomplete batch is dropped. A run resumed at
+step s therefore sees exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayDataset:
+    """A split held in host memory: images [N, ...] and int32 labels [N]."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self):
+        if self.images.shape[0] != self.labels.shape[0]:
+            raise ValueError(f"{self.images.shape[0]} images but {self.labels.shape[0]} labels.")
+        if self.labels.ndim != 1:
+            raise ValueError(f"labels must be a vector, got shape {self.labels.shape}.")
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+class TrainBatches:
+    """Random access to the training batches of a run: `batches[step]` is a dict of arrays."""
+
+    def __init__(self, dataset: ArrayDataset, batch_size: int, seed: int):
+        if not 0 < batch_size <= len(dataset):
+            raise ValueError(
+                f"batch_size = {batch_size}: must be in 1..{len(dataset)} (the training set size).")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.seed = seed
+        self.steps_per_epoch = len(dataset) // batch_size
+        self._epoch, self._order = -1, np.empty(0, np.int64)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The permutation of the training set used in `epoch` (cached for the current epoch)."""
+        if epoch != self._epoch:
+            self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
+            self._epoch = epoch
+        return self._order
+
+    def __getitem__(self, step: int) -> dict[str, np.ndarray]:
+        epoch, index = divmod(int(step), self.steps_per_epoch)
+        rows = self.epoch_order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+        return {"image": self.dataset.images[rows], "label": self.dataset.labels[rows]}
+
+
+def eval_batches(dataset: ArrayDataset, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """The whole split in order, in batches of a fixed size; the last is padded and masked."""
+    for start in range(0, len(dataset), batch_size):
+        images = dataset.images[start:start + batch_size]
+        labels = dataset.labels[start:start + batch_size]
+        pad = batch_size - labels.shape[0]
+        mask = np.concatenate([np.ones(labels.shape[0], np.float32), np.zeros(pad, np.float32)])
+        if pad:
+            images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
+            labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
+        yield {"image": images, "label": labels, "mask": mask}

@@ -1,0 +1,84 @@
+"""What every mmix_jax model shares: a chain of segments with a mix point before each.
+
+A model with n mix points is split into segments 0..n−1; mix point i is the input of segment i
+(point 0 is the model input) and the last segment ends in the logits. The base class runs the
+chain, mixing at point i iff `mix_layer == i` and sowing the state at each point, so every model
+honours the mixing contract of DESIGN.md in one place.
+
+Reading hidden representations: each point's state (after any mixing there) is sown into the
+"intermediates" collection as `mix_point_{i}`:
+
+    logits, state = model.apply(variables, x, train=False, mutable=["intermediates"])
+    h2 = state["intermediates"]["mix_point_2"][0]
+
+`forward_from(h, start, train=...)` runs the rest of the network from mix point `start`, e.g. on
+a hidden state you mixed or edited yourself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mmix_jax.mixup import maybe_mix
+
+Dtype = Any
+
+
+class MixableModel(nn.Module):
+    """Base class: subclasses define `num_mix_points` and `segment(i, h, train)`."""
+
+    @property
+    def num_mix_points(self) -> int:
+        raise NotImplementedError
+
+    def segment(self, index: int, h: jax.Array, train: bool) -> jax.Array:
+        raise NotImplementedError
+
+    def _run(self, h: jax.Array, start: int, train: bool, mix_layer: Optional[jax.Array],
+             perm: Optional[jax.Array], lam: Optional[jax.Array]) -> jax.Array:
+        for point in range(start, self.num_mix_points):
+            h = maybe_mix(h, point, mix_layer, perm, lam)
+            self.sow("intermediates", f"mix_point_{point}", h)
+            h = self.segment(point, h, train)
+        return h.astype(jnp.float32)
+
+    def __call__(self, x: jax.Array, *, train: bool, mix_layer: Optional[jax.Array] = None,
+                 perm: Optional[jax.Array] = None, lam: Optional[jax.Array] = None) -> jax.Array:
+        """Logits (float32) for inputs x, mixing at point `mix_layer` if it is not None.
+
+        Args:
+          x: a batch of inputs, [B, ...].
+          train: BatchNorm uses batch statistics (and updates `batch_stats`), dropout is on.
+          mix_layer: int32 scalar (Python int or traced) or None for the plain forward pass.
+          perm: int32[B], the partner of each example; lam: float scalar λ in [0, 1].
+        """
+        if mix_layer is not None:
+            chex.assert_shape(perm, (x.shape[0],))
+        return self._run(x.astype(self.dtype), 0, train, mix_layer, perm, lam)
+
+    def forward_from(self, h: jax.Array, start: int, *, train: bool) -> jax.Array:
+        """Logits from the state `h` at mix point `start` (no mixing)."""
+        if not 0 <= start < self.num_mix_points:
+            raise ValueError(f"start = {start}: this model has mix points 0..{self.num_mix_points - 1}.")
+        return self._run(h.astype(self.dtype), start, train, None, None, None)
+
+
+def batch_norm(train: bool, dtype: Dtype, name: Optional[str] = None) -> nn.BatchNorm:
+    """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here, ε = 1e-5)."""
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                        dtype=dtype, param_dtype=jnp.float32, name=name)
+
+
+def conv(features: int, kernel: int, strides: int = 1, dtype: Dtype = jnp.float32,
+         name: Optional[str] = None, use_bias: bool = False) -> nn.Conv:
+    """A k×k convolution padded by k//2 on every side (PyTorch's padding, also at stride 2)."""
+    pad = kernel // 2
+    return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
+                   padding=((pad, pad), (pad, pad)), use_bias=use_bias, dtype=dtype,
+                   param_dtype=jnp.float32, name=name,
+                   kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))

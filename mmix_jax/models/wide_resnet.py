@@ -1,0 +1,97 @@
+"""Wide ResNets (Zagoruyko & Komodakis), pre-activation, for 32×32 inputs.
+
+WRN-d-k: a 3×3 stem with 16 channels, then three groups of (d − 4) / 6 blocks with 16k, 32k
+and 64k channels (stride 1, 2, 2), a final BN-ReLU, average pool and a linear layer. Convolutions
+have no bias; the shortcut is a 1×1 convolution of the activated input where the shape changes.
+Optional dropout between the two convolutions of a block (needs a "dropout" rng when training).
+
+Mix points: 0 = input, 1 = after the stem and group 1, 2 = after group 2, 3 = after group 3.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mmix_jax.models.base import Dtype, MixableModel, batch_norm, conv
+
+
+class WideBlock(nn.Module):
+    features: int
+    strides: int = 1
+    dropout_rate: float = 0.0
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        activated = nn.relu(batch_norm(train, self.dtype)(x))
+        out = conv(self.features, 3, self.strides, self.dtype)(activated)
+        out = nn.relu(batch_norm(train, self.dtype)(out))
+        if self.dropout_rate > 0:
+            out = nn.Dropout(self.dropout_rate, deterministic=not train)(out)
+        out = conv(self.features, 3, 1, self.dtype)(out)
+        if self.strides != 1 or x.shape[-1] != self.features:
+            x = conv(self.features, 1, self.strides, self.dtype)(activated)
+        return out + x
+
+
+class WideGroup(nn.Module):
+    num_blocks: int
+    features: int
+    strides: int
+    dropout_rate: float = 0.0
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        for j in range(self.num_blocks):
+            x = WideBlock(self.features, self.strides if j == 0 else 1, self.dropout_rate,
+                          self.dtype, name=f"block{j}")(x, train)
+        return x
+
+
+class WideHead(nn.Module):
+    """Final BN-ReLU, global average pool, linear classifier."""
+
+    num_classes: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        x = nn.relu(batch_norm(train, self.dtype)(x))
+        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32)(
+            jnp.mean(x, axis=(1, 2)))
+
+
+class WideResNet(MixableModel):
+    """WRN-depth-widen_factor; see the module docstring for the mix points."""
+
+    depth: int
+    widen_factor: int
+    num_classes: int
+    dropout_rate: float = 0.0
+    dtype: Dtype = jnp.float32
+
+    @property
+    def num_mix_points(self) -> int:
+        return 4
+
+    def setup(self):
+        if (self.depth - 4) % 6 or self.depth < 10:
+            raise ValueError(f"WideResNet depth {self.depth}: must be 6n + 4 with n >= 1 (e.g. 28).")
+        blocks = (self.depth - 4) // 6
+        self.stem = conv(16, 3, 1, self.dtype)
+        self.groups = [
+            WideGroup(blocks, 16 * 2**i * self.widen_factor, 1 if i == 0 else 2,
+                      self.dropout_rate, self.dtype)
+            for i in range(3)
+        ]
+        self.head = WideHead(self.num_classes, self.dtype)
+
+    def segment(self, index: int, h: jax.Array, train: bool) -> jax.Array:
+        if index == 0:
+            h = self.stem(h)
+        if index < 3:
+            return self.groups[index](h, train)
+        return self.head(h, train)

@@ -1,0 +1,35 @@
+"""The training state: step, params, batch_stats and opt_state (plus apply_fn and tx, static)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+    """flax's TrainState plus the BatchNorm running statistics ({} for models without BN)."""
+
+    batch_stats: Any = None
+
+    def variables(self, params: Any = None) -> dict[str, Any]:
+        """The variables dict for `apply_fn`, with `params` in place of the state's if given."""
+        variables = {"params": self.params if params is None else params}
+        if self.batch_stats:
+            variables["batch_stats"] = self.batch_stats
+        return variables
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
+                       example_input: jax.Array) -> TrainState:
+    """Initialises `model` on `example_input` ([B, ...], values unused) and the optimizer state."""
+    variables = model.init(rng, jnp.zeros_like(example_input), train=False)
+    state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                              batch_stats=variables.get("batch_stats", {}))
+    # A concrete int32 step (not Python's 0): the state entering step 1 then has the same
+    # signature as every later one, and the jitted step compiles once.
+    return state.replace(step=jnp.zeros((), jnp.int32))

@@ -1,0 +1,98 @@
+"""The train and eval steps: pure functions of (state, batch, rng), jit-able, no host effects.
+
+    step = jax.jit(functools.partial(mixup_step, config=spec), donate_argnums=0)
+    state, metrics = step(state, {"image": x, "label": y}, jax.random.fold_in(key, state.step))
+
+Everything random (the mix point k, λ, the permutation, dropout) is drawn from `rng` inside the
+step, so one executable serves every k and a run is reproducible from its seed. Any Flax model
+whose `__call__(x, *, train, mix_layer, perm, lam)` honours the mixing contract can be used.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from mmix_jax.losses import get_loss, nll
+from mmix_jax.mixup import MixDraw, MixSpec, mix_targets, sample_mix
+from mmix_jax.state import TrainState
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+def _check_batch(batch: Batch) -> tuple[jax.Array, jax.Array]:
+    images, labels = batch["image"], batch["label"]
+    chex.assert_rank(labels, 1)
+    chex.assert_axis_dimension(images, 0, labels.shape[0])
+    chex.assert_type(labels, int)
+    return images, labels
+
+
+def mixup_loss(params: Any, state: TrainState, images: jax.Array, labels: jax.Array,
+               draw: MixDraw, *, config: MixSpec,
+               rngs: Optional[dict[str, jax.Array]] = None) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+    """Loss of the mixed forward pass for given draws; returns (loss, (logits, batch_stats)).
+
+    For plugging mixing into your own step: differentiate this with respect to `params`.
+    """
+    one_hot = jax.nn.one_hot(labels, config.num_classes, dtype=jnp.float32)
+    mix_args: dict[str, Any] = {}
+    targets = one_hot
+    if config.mixes:
+        mix_args = {"mix_layer": draw.layer, "perm": draw.perm, "lam": draw.lam}
+        targets = mix_targets(one_hot, draw.perm, draw.lam)
+    logits, updates = state.apply_fn(state.variables(params), images, train=True,
+                                     mutable=["batch_stats"], rngs=rngs, **mix_args)
+    loss = get_loss(config.loss)(logits, targets)
+    return loss, (logits, updates.get("batch_stats", state.batch_stats))
+
+
+def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSpec,
+               axis_name: Optional[str] = None) -> tuple[TrainState, Metrics]:
+    """One SGD step on a Manifold-Mixup batch. Pure: same inputs, same outputs.
+
+    Args:
+      state: the TrainState (params, batch_stats, opt_state).
+      batch: {"image": f32/bf16[B, ...], "label": int32[B]}.
+      rng: this step's key, e.g. fold_in(run_key, step); k, λ, perm and dropout come from it.
+      config: the static MixSpec (ERM: mix_layers=(); Input Mixup: (0,)).
+      axis_name: inside shard_map/pmap, the data axis: gradients and metrics are averaged over
+        it and each device permutes its local batch only.
+
+    Returns:
+      (new state, metrics): loss, accuracy (argmax of the mixed-input logits against the
+      unmixed labels), lam, mix_layer (-1 when not mixing), grad_norm.
+    """
+    images, labels = _check_batch(batch)
+    mix_rng, dropout_rng = jax.random.split(rng)
+    draw = sample_mix(mix_rng, labels.shape[0], alpha=config.alpha,
+                      mix_layers=config.mix_layers if config.mixes else (), axis_name=axis_name)
+    grad_fn = jax.value_and_grad(mixup_loss, has_aux=True)
+    (loss, (logits, batch_stats)), grads = grad_fn(
+        state.params, state, images, labels, draw, config=config, rngs={"dropout": dropout_rng})
+    accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+    if axis_name is not None:
+        grads, loss, accuracy = jax.lax.pmean((grads, loss, accuracy), axis_name)
+    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    metrics = {"loss": loss, "accuracy": accuracy, "lam": draw.lam,
+               "mix_layer": draw.layer, "grad_norm": optax.global_norm(grads)}
+    return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: Batch) -> Metrics:
+    """Sums over a batch of the test NLL and correct predictions (running BN statistics).
+
+    `batch` may hold a float/bool "mask" [B] marking padding (0) so that every example of a
+    test set is counted once; the caller divides the sums by "count".
+    """
+    images, labels = _check_batch(batch)
+    mask = batch.get("mask", jnp.ones(labels.shape, jnp.float32)).astype(jnp.float32)
+    logits = state.apply_fn(state.variables(), images, train=False)
+    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    return {"nll": jnp.sum(nll(logits, labels) * mask), "correct": jnp.sum(correct * mask),
+            "count": jnp.sum(mask)}
