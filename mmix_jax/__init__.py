@@ -1,0 +1,20 @@
+"""mmix_jax: Manifold Mixup (Verma et al., ICML 2019) in JAX/Flax.
+
+The public API: a pure, jit-able `mixup_step(state, batch, rng, config=MixSpec(...))`, the
+lower-level `mixup_loss`, `sample_mix`, `mix`, `mix_targets`, and models that take `mix_layer`,
+`perm` and `lam` explicitly in `__call__`.
+"""
+
+from mmix_jax.losses import bce_loss, get_loss, soft_ce_loss
+from mmix_jax.mixup import NO_MIX, MixDraw, MixSpec, maybe_mix, mix, mix_targets, sample_mix
+from mmix_jax.models import get_model
+from mmix_jax.optim import paper_sgd, step_schedule
+from mmix_jax.state import TrainState, create_train_state
+from mmix_jax.step import eval_step, mixup_loss, mixup_step
+
+__all__ = [
+    "NO_MIX", "MixDraw", "MixSpec", "TrainState", "bce_loss", "create_train_state", "eval_step",
+    "get_loss", "get_model", "maybe_mix", "mix", "mix_targets", "mixup_loss", "mixup_step",
+    "paper_sgd", "sample_mix", "soft_ce_loss", "step_schedule",
+]
+__version__ = "0.1.0"
