@@ -80,7 +80,7 @@ def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSp
         grads, loss, accuracy = jax.lax.pmean((grads, loss, accuracy), axis_name)
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     metrics = {"loss": loss, "accuracy": accuracy, "lam": draw.lam,
-               "mix_layer": draw.layer, "grad_norm": optax.global_norm(grads)}
+               "mix_layer": draw.layer, "grad_norm": optax.tree.norm(grads)}
     return new_state, metrics
 
 

@@ -1,0 +1,39 @@
+"""The embedded default job end to end, through the real command line, on a tiny budget."""
+
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_spirals_job_trains_all_three_methods_and_writes_figure_and_summary(tmp_path):
+    workdir = tmp_path / "spirals"
+    result = subprocess.run(
+        [sys.executable, "-m", "mmix_jax.main", "--config=configs/default.py",
+         f"--workdir={workdir}", "--config.num_epochs=30", "--config.optimizer.milestones=(20,25)",
+         "--config.data.num_train=1000", "--config.log_every_steps=100"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"\[100\] .*accuracy=.*images_per_s=.*loss=", result.stderr)  # progress
+
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert sorted(summary) == ["erm", "input", "manifold"]
+    for method, metrics in summary.items():
+        assert metrics["steps"] == 300
+        assert metrics["test_accuracy"] > 0.8, (method, metrics)  # chance is 0.5
+        assert 0 < metrics["test_nll"] < 0.693, (method, metrics)  # below a uniform guess
+        assert 0.5 <= metrics["off_data_confidence"] <= 1.0
+        assert (workdir / method / "summary.json").exists()
+        assert json.loads((workdir / method / "config.json").read_text())["mix"]["layers"] == \
+            {"erm": [], "input": [0], "manifold": [0, 1, 2]}[method]
+    png = (workdir / "decision_boundaries.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000
+
+    again = subprocess.run(
+        [sys.executable, "-m", "mmix_jax.main", "--config=configs/default.py",
+         f"--workdir={workdir}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "already holds a finished run" in again.stderr
+    assert json.loads((workdir / "summary.json").read_text()) == summary

@@ -1,0 +1,152 @@
+"""The train step: pure, compiled once for every k, and equal to simpler formulations."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mmix_jax.losses import bce_loss
+from mmix_jax.mixup import MixSpec
+from mmix_jax.models import get_model
+from mmix_jax.optim import paper_sgd, step_schedule
+from mmix_jax.state import create_train_state
+from mmix_jax.step import eval_step, mixup_step
+
+LR, MOMENTUM, WD = 0.1, 0.9, 1e-4
+
+
+def make_state(name="mlp", **kwargs):
+    model = get_model(name, num_classes=4, **kwargs)
+    images = jax.random.normal(jax.random.key(0), (8, 4, 4, 3))
+    labels = jnp.array([0, 1, 2, 3, 0, 1, 2, 3])
+    tx = paper_sgd(step_schedule(LR, [], 0.1), momentum=MOMENTUM, weight_decay=WD)
+    state = create_train_state(model, tx, jax.random.key(1), images)
+    return state, {"image": images, "label": labels}
+
+
+def test_step_is_pure_bit_identical_outputs():
+    state, batch = make_state("preactresnet18", width=4)
+    step = jax.jit(functools.partial(mixup_step, config=MixSpec(num_classes=4)))
+    rng = jax.random.key(7)
+    first, second = step(state, batch, rng), step(state, batch, rng)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), first, second))
+    other = step(state, batch, jax.random.key(8))
+    assert not (other[0].params["head"]["kernel"] == first[0].params["head"]["kernel"]).all()
+
+
+def test_hundred_steps_with_varying_k_compile_once():
+    state, batch = make_state(widths=(8, 8, 8))
+    spec = MixSpec(num_classes=4, alpha=2.0, mix_layers=(0, 1, 2, 3))
+    step = jax.jit(functools.partial(mixup_step, config=spec), donate_argnums=0)
+    seen = []
+    for i in range(100):
+        state, metrics = step(state, batch, jax.random.fold_in(jax.random.key(3), i))
+        seen.append(int(metrics["mix_layer"]))
+    assert set(seen) == {0, 1, 2, 3}
+    assert step._cache_size() == 1
+    assert int(state.step) == 100
+
+
+def test_erm_step_equals_hand_written_pytorch_sgd():
+    state, batch = make_state(widths=(8,))
+    spec = MixSpec(num_classes=4, mix_layers=())
+    step = jax.jit(functools.partial(mixup_step, config=spec))
+
+    def loss(params):
+        logits = state.apply_fn({"params": params}, batch["image"], train=False)
+        return bce_loss(logits, jax.nn.one_hot(batch["label"], 4))
+
+    # PyTorch SGD(nesterov, weight_decay): d = g + wd*w; buf = m*buf + d; w -= lr*(d + m*buf)
+    params = state.params
+    buf = jax.tree.map(jnp.zeros_like, params)
+    for i in range(3):
+        d = jax.tree.map(lambda g, w: g + WD * w, jax.grad(loss)(params), params)
+        buf = jax.tree.map(lambda b, x: MOMENTUM * b + x, buf, d)
+        params = jax.tree.map(lambda w, x, b: w - LR * (x + MOMENTUM * b), params, d, buf)
+        state, metrics = step(state, batch, jax.random.key(i))
+        assert int(metrics["mix_layer"]) == -1 and float(metrics["lam"]) == 1.0
+    chex_close = jax.tree.map(lambda a, b: np.allclose(a, b, rtol=1e-5, atol=1e-6),
+                              state.params, params)
+    assert all(jax.tree.leaves(chex_close))
+
+
+@pytest.mark.parametrize("layers", [(0,), (1, 2)])
+def test_mixing_a_batch_of_identical_examples_is_an_erm_step(layers):
+    """Every partner equals its example, so mixed inputs and targets equal the originals."""
+    state, batch = make_state(widths=(8, 8))
+    same = {"image": jnp.broadcast_to(batch["image"][:1], batch["image"].shape),
+            "label": jnp.zeros_like(batch["label"])}
+    mixed = mixup_step(state, same, jax.random.key(4),
+                       config=MixSpec(num_classes=4, alpha=1.0, mix_layers=layers))
+    erm = mixup_step(state, same, jax.random.key(4), config=MixSpec(num_classes=4, mix_layers=()))
+    assert float(mixed[1]["lam"]) < 1.0 and int(mixed[1]["mix_layer"]) in layers
+    np.testing.assert_allclose(mixed[1]["loss"], erm[1]["loss"], rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+                 mixed[0].params, erm[0].params)
+
+
+def test_input_mixup_loss_equals_the_loss_on_a_hand_mixed_batch():
+    """With λ and perm known, the mixed loss is the plain loss on λx + (1-λ)x[perm] and mixed
+    targets. The draw is read back from the reported lam and from a two-class batch."""
+    state, batch = make_state(widths=(8,))
+    images = batch["image"][:2]
+    labels = jnp.array([0, 1])
+    spec = MixSpec(num_classes=4, alpha=1.0, mix_layers=(0,))
+    for seed in range(20):  # find a draw that swaps the two examples
+        _, metrics = mixup_step(state, {"image": images, "label": labels}, jax.random.key(seed),
+                                config=spec)
+        lam = metrics["lam"]
+        logits_fn = lambda x: state.apply_fn({"params": state.params}, x, train=True)  # noqa: E731
+        swapped = images[::-1]
+        hand_x = lam * images + (1 - lam) * swapped
+        hand_y = lam * jax.nn.one_hot(labels, 4) + (1 - lam) * jax.nn.one_hot(labels[::-1], 4)
+        if np.isclose(metrics["loss"], bce_loss(logits_fn(hand_x), hand_y), rtol=1e-5):
+            return
+    pytest.fail("no draw matched a swap of the two examples: mixing is not λx + (1-λ)x[perm]")
+
+
+def test_schedule_decays_at_each_milestone():
+    schedule = step_schedule(0.1, [10, 20], 0.1)
+    values = [float(schedule(s)) for s in (0, 9, 10, 19, 20, 1000)]
+    np.testing.assert_allclose(values, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
+
+
+def test_eval_step_counts_masked_padding_out():
+    state, batch = make_state("preactresnet18", width=4)
+    full = eval_step(state, batch)
+    padded = {"image": jnp.concatenate([batch["image"], batch["image"][:3]]),
+              "label": jnp.concatenate([batch["label"], batch["label"][:3]]),
+              "mask": jnp.concatenate([jnp.ones(8), jnp.zeros(3)])}
+    sums = eval_step(state, padded)
+    assert float(sums["count"]) == 8
+    np.testing.assert_allclose(sums["nll"], full["nll"], rtol=1e-5)
+    assert float(sums["correct"]) == float(full["correct"])
+    logits = state.apply_fn(state.variables(), batch["image"], train=False)
+    expected_nll = -jnp.sum(jax.nn.log_softmax(logits)[jnp.arange(8), batch["label"]])
+    np.testing.assert_allclose(full["nll"], expected_nll, rtol=1e-5)
+
+
+def test_bad_batches_fail_at_the_boundary():
+    state, batch = make_state()
+    with pytest.raises(AssertionError):
+        mixup_step(state, {"image": batch["image"], "label": batch["label"][:5]},
+                   jax.random.key(0), config=MixSpec(num_classes=4))
+    with pytest.raises(AssertionError):
+        mixup_step(state, {"image": batch["image"], "label": batch["label"].astype(jnp.float32)},
+                   jax.random.key(0), config=MixSpec(num_classes=4))
+
+
+def test_grad_norm_metric_is_the_global_norm_of_the_gradient():
+    state, batch = make_state(widths=(8,))
+    _, metrics = mixup_step(state, batch, jax.random.key(0), config=MixSpec(num_classes=4,
+                                                                             mix_layers=()))
+
+    def loss(params):
+        logits = state.apply_fn({"params": params}, batch["image"], train=True)
+        return bce_loss(logits, jax.nn.one_hot(batch["label"], 4))
+
+    np.testing.assert_allclose(metrics["grad_norm"], optax.tree.norm(jax.grad(loss)(state.params)),
+                               rtol=1e-5)
