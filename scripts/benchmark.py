@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Throughput of the compiled Manifold Mixup train step, one JSON line per case.
+
+For each model × mode (erm / input / manifold) × batch size × dtype it reports compile time,
+the median step time and its spread over repeated timed windows (each window ends in
+`block_until_ready`), images/s, and peak device memory where the backend reports it. With
+--pipeline it also times the same step fed by the real input path (uint8 batches gathered on
+the host from an in-memory CIFAR-size set, sent to the device, cropped/flipped/normalised
+inside the compiled step). With --torch it runs ../shared/bench/torch_ref_step.py on the same
+shapes and prints the ratio ours/theirs.
+
+    python scripts/benchmark.py --models preactresnet18 --batch-sizes 128 --torch
+    python scripts/benchmark.py --smoke        # seconds: a tiny model, a few steps (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from mmix_jax.configuration import DTYPES  # noqa: E402
+from mmix_jax.data.augment import augment, normalize  # noqa: E402
+from mmix_jax.data.pipeline import ArrayDataset, TrainBatches  # noqa: E402
+from mmix_jax.mixup import MixSpec  # noqa: E402
+from mmix_jax.models import get_model  # noqa: E402
+from mmix_jax.optim import paper_sgd, step_schedule  # noqa: E402
+from mmix_jax.state import create_train_state  # noqa: E402
+from mmix_jax.step import mixup_step  # noqa: E402
+
+MODES = {"erm": (0.0, ()), "input": (1.0, (0,)), "manifold": (2.0, (0, 1, 2))}
+TORCH_REF = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "bench" / "torch_ref_step.py"
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+def peak_memory_bytes() -> int | None:
+    stats = jax.devices()[0].memory_stats()
+    return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
+
+
+def time_windows(run_steps: Callable[[int], Any], steps: int, windows: int) -> list[float]:
+    """Seconds per step of each of `windows` timed windows of `steps` steps."""
+    times = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        jax.block_until_ready(run_steps(steps))
+        times.append((time.perf_counter() - start) / steps)
+    return times
+
+
+def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args) -> dict:
+    alpha, layers = MODES[mode]
+    model_kwargs = {"width": args.width} if args.width and model_name.startswith("preact") else {}
+    model = get_model(model_name, num_classes=args.num_classes, dtype=DTYPES[dtype], **model_kwargs)
+    spec = MixSpec(num_classes=args.num_classes, alpha=alpha, mix_layers=layers, loss="bce")
+    shape = (batch_size, args.image_size, args.image_size, 3)
+    tx = paper_sgd(step_schedule(0.1, [], 0.1))
+    state = create_train_state(model, tx, jax.random.key(0), jnp.zeros(shape, jnp.float32))
+    key = jax.random.key(1)
+
+    def preprocess_and_step(state, batch, rng):
+        aug_rng, step_rng = jax.random.split(rng)
+        images = augment(aug_rng, batch["image"], crop_padding=2, flip=True)
+        images = normalize(images, CIFAR_MEAN, CIFAR_STD, DTYPES[dtype])
+        return mixup_step(state, {"image": images, "label": batch["label"]}, step_rng, config=spec)
+
+    step = jax.jit(preprocess_and_step, donate_argnums=0)
+    rng = np.random.default_rng(0)
+    device_batch = jax.device_put({
+        "image": rng.integers(0, 256, shape, dtype=np.uint8),
+        "label": rng.integers(0, args.num_classes, batch_size).astype(np.int32)})
+
+    start = time.perf_counter()
+    compiled = step.lower(state, device_batch, key).compile()
+    compile_s = time.perf_counter() - start
+    flops = None
+    try:
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        flops = float(cost.get("flops")) if cost and cost.get("flops") else None
+    except Exception:  # noqa: BLE001 - not every backend reports costs
+        pass
+
+    holder = {"state": state, "step": 0}
+
+    def run_on_device_batch(n: int):
+        metrics = None
+        for _ in range(n):
+            holder["state"], metrics = step(holder["state"], device_batch,
+                                            jax.random.fold_in(key, holder["step"]))
+            holder["step"] += 1
+        return metrics
+
+    run_on_device_batch(args.warmup)
+    jax.block_until_ready(holder["state"])
+    times = time_windows(run_on_device_batch, args.steps, args.windows)
+    median = statistics.median(times)
+    line = {
+        "case": "step", "model": model_name, "mode": mode, "batch": batch_size, "dtype": dtype,
+        "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
+        "jax": jax.__version__, "compile_s": round(compile_s, 3),
+        "step_s_median": median, "step_s_min": min(times), "step_s_max": max(times),
+        "images_per_s": batch_size / median, "windows": args.windows, "steps_per_window": args.steps,
+        "peak_memory_bytes": peak_memory_bytes(),
+        "xla_flops_per_step": flops,
+        "tflops_per_s": flops / median / 1e12 if flops else None,
+    }
+
+    if args.pipeline:
+        dataset = ArrayDataset(rng.integers(0, 256, (args.pipeline_examples,) + shape[1:], np.uint8),
+                               rng.integers(0, args.num_classes, args.pipeline_examples).astype(np.int32))
+        batches = TrainBatches(dataset, batch_size, seed=0)
+
+        def run_from_host(n: int):
+            metrics = None
+            for _ in range(n):
+                host = batches[holder["step"]]
+                holder["state"], metrics = step(holder["state"], host,
+                                                jax.random.fold_in(key, holder["step"]))
+                holder["step"] += 1
+            return metrics
+
+        run_from_host(args.warmup)
+        piped = statistics.median(time_windows(run_from_host, args.steps, args.windows))
+        line["pipeline_step_s_median"] = piped
+        line["pipeline_images_per_s"] = batch_size / piped
+        line["pipeline_overhead_percent"] = 100.0 * (piped - median) / median
+    return line
+
+
+def torch_reference(mode: str, batch_size: int, args) -> dict:
+    command = [sys.executable, str(args.torch_ref), "--batch", str(batch_size), "--steps",
+               str(args.torch_steps), "--mode", mode, "--size", str(args.image_size)]
+    if args.torch_threads:
+        command += ["--threads", str(args.torch_threads)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        return {"case": "torch", "mode": mode, "batch": batch_size,
+                "skipped": result.stderr.strip().splitlines()[-1:]}
+    return {"case": "torch", **json.loads(result.stdout.strip().splitlines()[-1])}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="preactresnet18")
+    parser.add_argument("--modes", default="erm,input,manifold")
+    parser.add_argument("--batch-sizes", default="128")
+    parser.add_argument("--dtypes", default="float32")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--width", type=int, default=0, help="PreActResNet width (0 = 64)")
+    parser.add_argument("--steps", type=int, default=5, help="steps per timed window")
+    parser.add_argument("--windows", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--pipeline", action="store_true", help="also time the host input path")
+    parser.add_argument("--pipeline-examples", type=int, default=10_000)
+    parser.add_argument("--torch", action="store_true", help="also run the PyTorch reference")
+    parser.add_argument("--torch-ref", type=pathlib.Path, default=TORCH_REF.resolve())
+    parser.add_argument("--torch-steps", type=int, default=5)
+    parser.add_argument("--torch-threads", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true",
+                        help="a tiny PreActResNet18 (width 4, 16x16), 2 steps: checks the harness")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.width, args.image_size, args.steps, args.windows, args.warmup = 4, 16, 2, 2, 1
+        args.batch_sizes, args.pipeline_examples = "8", 64
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    print(json.dumps({"case": "environment", "python": platform.python_version(),
+                      "jax": jax.__version__, "backend": jax.default_backend(),
+                      "devices": [d.device_kind for d in jax.devices()],
+                      "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", "")}),
+          flush=True)
+    for model_name in args.models.split(","):
+        for batch_size in map(int, args.batch_sizes.split(",")):
+            for dtype in args.dtypes.split(","):
+                by_mode = {}
+                for mode in args.modes.split(","):
+                    line = benchmark_case(model_name, mode, batch_size, dtype, args)
+                    by_mode[mode] = line
+                    print(json.dumps(line), flush=True)
+                if "erm" in by_mode and "manifold" in by_mode:
+                    print(json.dumps({
+                        "case": "ratio", "model": model_name, "batch": batch_size, "dtype": dtype,
+                        "manifold_over_erm_step_time":
+                            by_mode["manifold"]["step_s_median"] / by_mode["erm"]["step_s_median"]}),
+                        flush=True)
+                if args.torch:
+                    for mode, ours in by_mode.items():
+                        theirs = torch_reference(mode, batch_size, args)
+                        print(json.dumps(theirs), flush=True)
+                        if "images_per_s" in theirs:
+                            print(json.dumps({
+                                "case": "ratio", "model": model_name, "mode": mode,
+                                "batch": batch_size, "dtype": dtype,
+                                "ours_over_torch_images_per_s":
+                                    ours["images_per_s"] / theirs["images_per_s"]}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
