@@ -5,11 +5,13 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from typing import Callable
+
+from jax.sharding import Mesh
+
+from mmix_jax import parallel
 from mmix_jax.data.pipeline import ArrayDataset, eval_batches
 from mmix_jax.state import TrainState
-from mmix_jax.step import eval_step
-
-_eval_step = jax.jit(eval_step)
 
 
 @jax.jit
@@ -17,10 +19,15 @@ def _probabilities(state: TrainState, images: jax.Array) -> jax.Array:
     return jax.nn.softmax(state.apply_fn(state.variables(), images, train=False), axis=-1)
 
 
-def evaluate_dataset(state: TrainState, dataset: ArrayDataset, batch_size: int) -> dict[str, float]:
-    """Accuracy, error (%) and mean NLL over every example of `dataset`."""
+def evaluate_dataset(eval_step: Callable, state: TrainState, dataset: ArrayDataset,
+                     batch_size: int, mesh: Mesh) -> dict[str, float]:
+    """Accuracy, error (%) and mean NLL over every example of `dataset`.
+
+    `eval_step` is `parallel.make_eval_step(mesh)`; batches are sharded over `mesh`.
+    """
     totals = {"nll": 0.0, "correct": 0.0, "count": 0.0}
-    sums = [_eval_step(state, batch) for batch in eval_batches(dataset, batch_size)]
+    sums = [eval_step(state, parallel.shard_batch(parallel.process_share(batch), mesh))
+            for batch in eval_batches(dataset, batch_size)]
     for batch_sums in jax.device_get(sums):
         for key in totals:
             totals[key] += float(batch_sums[key])

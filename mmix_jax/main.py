@@ -2,13 +2,18 @@
 
 Thin on purpose: flags in, `train.run` does the work. Configuration and workdir errors end the
 program with one line naming what is wrong, before anything is computed or written.
+
+Multi-host: pass --coordinator_address/--num_processes/--process_id (one process per host or
+per GPU), or --distributed alone where JAX detects the cluster itself (Cloud TPU, SLURM, ...).
 """
 
 from __future__ import annotations
 
+import logging as py_logging
 import sys
 
-from absl import app, flags
+import jax
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mmix_jax import train
@@ -18,12 +23,40 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/default.py or configs/default.py:manifold.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for logs, summaries and figures.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() with JAX's cluster auto-detection.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0, for multi-process runs.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+_CHATTY_LIBRARIES = ("/orbax/", "/clu/", "/jax/_src/")
+
+
+class _QuietLibraryInfo(py_logging.Filter):
+    """Keeps progress readable: library INFO lines are dropped, their warnings kept."""
+
+    def filter(self, record: py_logging.LogRecord) -> bool:
+        return record.levelno >= py_logging.WARNING or not any(
+            part in record.pathname for part in _CHATTY_LIBRARIES) or "logging_writer" in record.pathname
+
+
+def initialize_distributed() -> None:
+    """jax.distributed.initialize from the flags; nothing for a single process."""
+    if _COORDINATOR.value or _NUM_PROCESSES.value is not None:
+        jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                                   num_processes=_NUM_PROCESSES.value,
+                                   process_id=_PROCESS_ID.value)
+    elif _DISTRIBUTED.value:
+        jax.distributed.initialize()
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.get_absl_handler().addFilter(_QuietLibraryInfo())
+    initialize_distributed()
     try:
         train.run(_CONFIG.value, _WORKDIR.value)
     except (ConfigError, train.WorkdirError) as error:

@@ -61,8 +61,9 @@ def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSp
       batch: {"image": f32/bf16[B, ...], "label": int32[B]}.
       rng: this step's key, e.g. fold_in(run_key, step); k, λ, perm and dropout come from it.
       config: the static MixSpec (ERM: mix_layers=(); Input Mixup: (0,)).
-      axis_name: inside shard_map/pmap, the data axis: gradients and metrics are averaged over
-        it and each device permutes its local batch only.
+      axis_name: inside `jax.shard_map` (check_vma=True, the default), the data axis: the
+        update follows the gradient of the global mean loss, metrics and BatchNorm running
+        statistics are averaged over it, and each device permutes its local batch only.
 
     Returns:
       (new state, metrics): loss, accuracy (argmax of the mixed-input logits against the
@@ -70,6 +71,8 @@ def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSp
     """
     images, labels = _check_batch(batch)
     mix_rng, dropout_rng = jax.random.split(rng)
+    if axis_name is not None:  # independent dropout masks on each device
+        dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
     draw = sample_mix(mix_rng, labels.shape[0], alpha=config.alpha,
                       mix_layers=config.mix_layers if config.mixes else (), axis_name=axis_name)
     grad_fn = jax.value_and_grad(mixup_loss, has_aux=True)
@@ -77,7 +80,12 @@ def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSp
         state.params, state, images, labels, draw, config=config, rngs={"dropout": dropout_rng})
     accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
     if axis_name is not None:
-        grads, loss, accuracy = jax.lax.pmean((grads, loss, accuracy), axis_name)
+        # Under shard_map (check_vma=True) the gradient with respect to the replicated params
+        # comes back already summed over the axis (the transpose of the implicit pvary is a
+        # psum): divide it to get the gradient of the global mean loss.
+        grads = jax.tree.map(lambda g: g / jax.lax.axis_size(axis_name), grads)
+        # Per-device BatchNorm: the running statistics are averaged over devices as well.
+        loss, accuracy, batch_stats = jax.lax.pmean((loss, accuracy, batch_stats), axis_name)
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     metrics = {"loss": loss, "accuracy": accuracy, "lam": draw.lam,
                "mix_layer": draw.layer, "grad_norm": optax.tree.norm(grads)}

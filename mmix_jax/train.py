@@ -8,10 +8,10 @@ refused, never overwritten. For 2-D data it also writes the decision-boundary fi
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import pathlib
+import signal
 import time
 from typing import Any
 
@@ -21,14 +21,15 @@ import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers
+from jax.experimental import multihost_utils
 
-from mmix_jax import figures
+from mmix_jax import figures, parallel
+from mmix_jax.checkpoint import CheckpointSettings, Checkpoints, abstract_like
 from mmix_jax.configuration import build_model, check_config, mix_spec, variants
-from mmix_jax.data import Splits, TrainBatches, load_dataset, off_data_grid
+from mmix_jax.data import ArrayDataset, Splits, TrainBatches, load_dataset, off_data_grid
 from mmix_jax.evaluate import evaluate_dataset, mean_confidence, predict_probabilities
 from mmix_jax.optim import paper_sgd, step_schedule
 from mmix_jax.state import TrainState, create_train_state
-from mmix_jax.step import mixup_step
 
 SUMMARY_FILE = "summary.json"
 
@@ -66,12 +67,58 @@ def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
     return {key: float(np.mean([m[key] for m in fetched])) for key in ("loss", "accuracy")}
 
 
+class Preemption:
+    """SIGTERM → save and exit. Across processes JAX's preemption sync point is used, so that
+    every process stops at the same step (one process saving alone would hang the others)."""
+
+    def __init__(self):
+        self.requested = False
+        self._multi = jax.process_count() > 1
+        if not self._multi:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        del signum, frame
+        self.requested = True
+
+    def reached(self, step: int) -> bool:
+        if self._multi:
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self.requested
+
+    def restore(self) -> None:
+        if not self._multi:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+class PreemptedError(SystemExit):
+    """Raised after the preemption checkpoint is on disk; exits with 128 + SIGTERM."""
+
+    def __init__(self, step: int, path: pathlib.Path):
+        super().__init__(128 + signal.SIGTERM)
+        self.step, self.path = step, path
+
+
+def checkpoint_settings(config: ml_collections.ConfigDict, steps_per_epoch: int) -> CheckpointSettings:
+    """config.checkpoint: every_steps (or, if 0/absent, every_epochs), keep, best_metric, ..."""
+    ckpt = config.get("checkpoint") or ml_collections.ConfigDict()
+    every = ckpt.get("every_steps") or steps_per_epoch * (ckpt.get("every_epochs") or 1)
+    return CheckpointSettings(every_steps=int(every), keep=int(ckpt.get("keep", 3)),
+                              best_metric=ckpt.get("best_metric", "test_accuracy") or None,
+                              best_mode=ckpt.get("best_mode", "max"),
+                              async_save=bool(ckpt.get("async_save", True)))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                        splits: Splits | None = None) -> RunResult:
-    """Trains one configuration, logs progress, evaluates and writes workdir/summary.json."""
+    """Trains one configuration (resuming from workdir/checkpoints), evaluates, summarises."""
     workdir.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(workdir / "config.json", config.to_dict())
+    if jax.process_index() == 0:
+        write_json_atomically(workdir / "config.json", config.to_dict())
     splits = splits or load_dataset(config.data, config.seed)
+    mesh = parallel.make_mesh()
+    parallel.check_divisible(config.batch_size, mesh)
+    parallel.check_divisible(config.eval_batch_size, mesh, "config.eval_batch_size")
     batches = TrainBatches(splits.train, config.batch_size, config.seed)
     total_steps = config.num_epochs * batches.steps_per_epoch
     opt = config.optimizer
@@ -82,34 +129,72 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                    weight_decay=opt.weight_decay)
     init_key, step_key = jax.random.split(jax.random.key(config.seed))
     state = create_train_state(build_model(config), tx, init_key, jnp.asarray(batches[0]["image"]))
-    train_step = jax.jit(functools.partial(mixup_step, config=mix_spec(config)), donate_argnums=0)
+    checkpoints = Checkpoints(workdir, checkpoint_settings(config, batches.steps_per_epoch))
+    restored = checkpoints.restore_latest(abstract_like(state, parallel.replicated(mesh)),
+                                          config.to_dict())
+    state = restored if restored is not None else parallel.replicate(state, mesh)
+    start_step = int(jax.device_get(state.step))
+    train_step = parallel.make_train_step(mix_spec(config), mesh)
+    eval_step = parallel.make_eval_step(mesh)
+
+    def evaluate(dataset: ArrayDataset) -> dict[str, float]:
+        return evaluate_dataset(eval_step, state, dataset, config.eval_batch_size, mesh)
+
+    def save(step: int) -> None:
+        metrics = {f"test_{k}": v for k, v in evaluate(splits.test).items()}
+        blocked = checkpoints.save(step, state, config.to_dict(), metrics)
+        logging.info("checkpoint %d started (blocked %.3f s; %s)", step, blocked,
+                     ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
     writer = metric_writers.create_default_writer(str(workdir),
                                                   just_logging=jax.process_index() > 0)
-    start = time.perf_counter()
-    state, metrics = train_step(state, batches[0], jax.random.fold_in(step_key, 0))
-    jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - start
-    pending, window_start, window_steps, train_start = [metrics], time.perf_counter(), 0, time.perf_counter()
-    for step in range(1, total_steps):
-        state, metrics = train_step(state, batches[step], jax.random.fold_in(step_key, step))
-        pending.append(metrics)
-        window_steps += 1
-        if (step + 1) % config.log_every_steps == 0 or step + 1 == total_steps:
-            scalars = _mean_metrics(pending)  # fetching syncs: the window's time is real
-            elapsed = time.perf_counter() - window_start
-            scalars["images_per_s"] = window_steps * config.batch_size / max(elapsed, 1e-9)
-            scalars["learning_rate"] = float(schedule(step))
-            scalars["epoch"] = (step + 1) / batches.steps_per_epoch
-            writer.write_scalars(step + 1, scalars)
-            pending, window_start, window_steps = [], time.perf_counter(), 0
-    train_s = time.perf_counter() - train_start
+    preemption = Preemption()
+    pending: list[dict[str, jax.Array]] = []
+    window_start, window_steps, compile_s = time.perf_counter(), 0, 0.0
+    train_start = time.perf_counter()
+    try:
+        for step in range(start_step, total_steps):
+            batch = parallel.shard_batch(parallel.process_share(batches[step]), mesh)
+            state, metrics = train_step(state, batch, jax.random.fold_in(step_key, step))
+            pending.append(metrics)
+            window_steps += 1
+            if step == start_step:  # the first call compiles: time it apart
+                jax.block_until_ready(metrics)
+                compile_s = time.perf_counter() - window_start
+                window_start, window_steps, train_start = time.perf_counter(), 0, time.perf_counter()
+            done = step + 1
+            if done % config.log_every_steps == 0 or done == total_steps:
+                scalars = _mean_metrics(pending)  # fetching syncs: the window's time is real
+                elapsed = time.perf_counter() - window_start
+                scalars["images_per_s"] = window_steps * config.batch_size / max(elapsed, 1e-9)
+                scalars["learning_rate"] = float(schedule(step))
+                scalars["epoch"] = done / batches.steps_per_epoch
+                writer.write_scalars(done, scalars)
+                pending, window_start, window_steps = [], time.perf_counter(), 0
+            if preemption.reached(done):
+                save(done)
+                checkpoints.wait()
+                logging.warning("preempted (SIGTERM): saved step %d in %s; rerun the same command "
+                                "to resume", done, checkpoints.directory)
+                raise PreemptedError(done, checkpoints.directory)
+            if done % checkpoints.settings.every_steps == 0 and done != total_steps:
+                save(done)
+        train_s = time.perf_counter() - train_start
+        if total_steps not in checkpoints.steps():
+            save(total_steps)
+        checkpoints.wait()
+    finally:
+        preemption.restore()
+        checkpoints.close()
+    if jax.process_count() > 1:  # replicated state must be bit-identical on every process
+        multihost_utils.assert_equal(state.params, "params differ between processes")
 
-    test = evaluate_dataset(state, splits.test, config.eval_batch_size)
-    train = evaluate_dataset(state, splits.train, config.eval_batch_size)
+    test, train = evaluate(splits.test), evaluate(splits.train)
+    trained_steps = total_steps - start_step
     summary = {
-        "steps": total_steps, "compile_s": compile_s, "train_s": train_s,
-        "images_per_s": (total_steps - 1) * config.batch_size / max(train_s, 1e-9),
+        "steps": total_steps, "resumed_from_step": start_step, "compile_s": compile_s,
+        "train_s": train_s, "devices": int(mesh.devices.size), "processes": jax.process_count(),
+        "images_per_s": max(trained_steps - 1, 0) * config.batch_size / max(train_s, 1e-9),
         "train_accuracy": train["accuracy"], "test_accuracy": test["accuracy"],
         "test_error_percent": test["error_percent"], "test_nll": test["nll"],
     }
@@ -130,9 +215,17 @@ def _two_d_report(result: RunResult, splits: Splits, grid_axis: np.ndarray,
     return predict_probabilities(result.state, grid, batch_size)[:, 1]
 
 
+def enable_compilation_cache(cache_dir: str) -> None:
+    """Turns on JAX's persistent compilation cache in `cache_dir` (reused across runs)."""
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cache_dir))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
     """Validates `config`, then trains and evaluates each of its variants under `workdir`."""
     check_config(config)
+    if config.get("compilation_cache_dir"):
+        enable_compilation_cache(config.compilation_cache_dir)
     workdir = pathlib.Path(workdir)
     runs = [(name, single, workdir / name if name else workdir)
             for name, single in variants(config)]
@@ -149,14 +242,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
             title = (f"{name or 'model'}: test acc {result.summary['test_accuracy']:.3f}\n"
                      f"off-data confidence {result.summary['off_data_confidence']:.2f}")
             panels.append((title, probs))
-        if name:
+        if name and jax.process_index() == 0:
             write_json_atomically(run_dir / SUMMARY_FILE, result.summary)
         summaries[name or "run"] = result.summary
         logging.info("%s: %s", name or "run", json.dumps(result.summary, sort_keys=True))
     if two_d and jax.process_index() == 0:
         figures.decision_boundaries(workdir / "decision_boundaries.png", grid_axis, panels,
                                     splits.test.images, splits.test.labels)
-    write_json_atomically(workdir / SUMMARY_FILE, summaries if len(runs) > 1 else summaries["run"])
+    named = bool(runs[0][0])
+    if jax.process_index() == 0:
+        write_json_atomically(workdir / SUMMARY_FILE, summaries if named else summaries["run"])
     return summaries
 
 

@@ -10,7 +10,7 @@ Mix points: 0 = input, 1 = after the stem and stage 1, 2 = after stage 2, 3 = af
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -25,16 +25,17 @@ class PreActBasicBlock(nn.Module):
     features: int
     strides: int = 1
     dtype: Dtype = jnp.float32
+    bn_axis: Optional[str] = None
     expansion = 1
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        out = nn.relu(batch_norm(train, self.dtype)(x))
+        out = nn.relu(batch_norm(train, self.dtype, self.bn_axis)(x))
         shortcut = x
         if self.strides != 1 or x.shape[-1] != self.features:
             shortcut = conv(self.features, 1, self.strides, self.dtype)(out)
         out = conv(self.features, 3, self.strides, self.dtype)(out)
-        out = nn.relu(batch_norm(train, self.dtype)(out))
+        out = nn.relu(batch_norm(train, self.dtype, self.bn_axis)(out))
         out = conv(self.features, 3, 1, self.dtype)(out)
         return out + shortcut
 
@@ -45,19 +46,20 @@ class PreActBottleneck(nn.Module):
     features: int
     strides: int = 1
     dtype: Dtype = jnp.float32
+    bn_axis: Optional[str] = None
     expansion = 4
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         out_features = self.features * self.expansion
-        out = nn.relu(batch_norm(train, self.dtype)(x))
+        out = nn.relu(batch_norm(train, self.dtype, self.bn_axis)(x))
         shortcut = x
         if self.strides != 1 or x.shape[-1] != out_features:
             shortcut = conv(out_features, 1, self.strides, self.dtype)(out)
         out = conv(self.features, 1, 1, self.dtype)(out)
-        out = nn.relu(batch_norm(train, self.dtype)(out))
+        out = nn.relu(batch_norm(train, self.dtype, self.bn_axis)(out))
         out = conv(self.features, 3, self.strides, self.dtype)(out)
-        out = nn.relu(batch_norm(train, self.dtype)(out))
+        out = nn.relu(batch_norm(train, self.dtype, self.bn_axis)(out))
         out = conv(out_features, 1, 1, self.dtype)(out)
         return out + shortcut
 
@@ -70,12 +72,13 @@ class Stage(nn.Module):
     features: int
     strides: int
     dtype: Dtype = jnp.float32
+    bn_axis: Optional[str] = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         for j in range(self.num_blocks):
             x = self.block(self.features, self.strides if j == 0 else 1, self.dtype,
-                           name=f"block{j}")(x, train)
+                           self.bn_axis, name=f"block{j}")(x, train)
         return x
 
 
@@ -87,6 +90,7 @@ class PreActResNet(MixableModel):
     num_classes: int
     width: int = 64
     dtype: Dtype = jnp.float32
+    bn_axis: Optional[str] = None  # e.g. "data": BatchNorm statistics across devices
 
     @property
     def num_mix_points(self) -> int:
@@ -95,7 +99,7 @@ class PreActResNet(MixableModel):
     def setup(self):
         self.stem = conv(self.width, 3, 1, self.dtype)
         self.stages = [
-            Stage(self.block, n, self.width * 2**i, 1 if i == 0 else 2, self.dtype)
+            Stage(self.block, n, self.width * 2**i, 1 if i == 0 else 2, self.dtype, self.bn_axis)
             for i, n in enumerate(self.stage_sizes)
         ]
         self.head = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32)

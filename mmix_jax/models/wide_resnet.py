@@ -10,6 +10,8 @@ Mix points: 0 = input, 1 = after the stem and group 1, 2 = after group 2, 3 = af
 
 from __future__ import annotations
 
+from typing import Optional
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -22,12 +24,13 @@ class WideBlock(nn.Module):
     strides: int = 1
     dropout_rate: float = 0.0
     dtype: Dtype = jnp.float32
+    bn_axis: Optional[str] = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        activated = nn.relu(batch_norm(train, self.dtype)(x))
+        activated = nn.relu(batch_norm(train, self.dtype, self.bn_axis)(x))
         out = conv(self.features, 3, self.strides, self.dtype)(activated)
-        out = nn.relu(batch_norm(train, self.dtype)(out))
+        out = nn.relu(batch_norm(train, self.dtype, self.bn_axis)(out))
         if self.dropout_rate > 0:
             out = nn.Dropout(self.dropout_rate, deterministic=not train)(out)
         out = conv(self.features, 3, 1, self.dtype)(out)
@@ -42,12 +45,13 @@ class WideGroup(nn.Module):
     strides: int
     dropout_rate: float = 0.0
     dtype: Dtype = jnp.float32
+    bn_axis: Optional[str] = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         for j in range(self.num_blocks):
             x = WideBlock(self.features, self.strides if j == 0 else 1, self.dropout_rate,
-                          self.dtype, name=f"block{j}")(x, train)
+                          self.dtype, self.bn_axis, name=f"block{j}")(x, train)
         return x
 
 
@@ -56,10 +60,11 @@ class WideHead(nn.Module):
 
     num_classes: int
     dtype: Dtype = jnp.float32
+    bn_axis: Optional[str] = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = nn.relu(batch_norm(train, self.dtype)(x))
+        x = nn.relu(batch_norm(train, self.dtype, self.bn_axis)(x))
         return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32)(
             jnp.mean(x, axis=(1, 2)))
 
@@ -72,6 +77,7 @@ class WideResNet(MixableModel):
     num_classes: int
     dropout_rate: float = 0.0
     dtype: Dtype = jnp.float32
+    bn_axis: Optional[str] = None  # e.g. "data": BatchNorm statistics across devices
 
     @property
     def num_mix_points(self) -> int:
@@ -84,10 +90,10 @@ class WideResNet(MixableModel):
         self.stem = conv(16, 3, 1, self.dtype)
         self.groups = [
             WideGroup(blocks, 16 * 2**i * self.widen_factor, 1 if i == 0 else 2,
-                      self.dropout_rate, self.dtype)
+                      self.dropout_rate, self.dtype, self.bn_axis)
             for i in range(3)
         ]
-        self.head = WideHead(self.num_classes, self.dtype)
+        self.head = WideHead(self.num_classes, self.dtype, self.bn_axis)
 
     def segment(self, index: int, h: jax.Array, train: bool) -> jax.Array:
         if index == 0:

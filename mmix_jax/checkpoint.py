@@ -1,0 +1,158 @@
+"""Orbax checkpoints of the whole TrainState plus the config that produced it.
+
+Layout: `workdir/checkpoints/<step>/{state,config}` written by an Orbax CheckpointManager,
+asynchronously, keeping the newest `keep` checkpoints and the best one by a chosen metric.
+Orbax writes into a temporary directory and renames it when complete, so a process killed
+mid-save leaves no half checkpoint among the steps (the temporary one is cleaned up on restart).
+
+On resume the stored config is compared first: a checkpoint from a different model or data is
+refused (ConfigError naming the differing keys) and left alone. A checkpoint that cannot be
+read is reported in one line, moved to `workdir/checkpoints_unreadable/` (never deleted), and
+the next older one is tried.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import signal
+import time
+from typing import Any, Optional
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+from orbax.checkpoint import checkpoint_managers
+
+from mmix_jax.configuration import ConfigError
+
+# Keys whose change makes a checkpoint meaningless for the run (shapes, data order, objective).
+# Everything else (epochs, logging, checkpoint cadence, ...) may change on resume.
+IDENTITY_KEYS = ("seed", "data", "num_classes", "model", "batch_size", "loss", "mix")
+
+# Fault injection for tests: SIGKILL this process right after starting the save of this step.
+KILL_DURING_SAVE_ENV = "MMIX_FAULT_KILL_DURING_SAVE_STEP"
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointSettings:
+    every_steps: int = 1000
+    keep: int = 3
+    best_metric: Optional[str] = "test_accuracy"
+    best_mode: str = "max"
+    async_save: bool = True
+
+    def __post_init__(self):
+        if self.every_steps <= 0 or self.keep <= 0:
+            raise ConfigError(f"config.checkpoint = {self}: every_steps and keep must be > 0.")
+        if self.best_mode not in ("max", "min"):
+            raise ConfigError(f"config.checkpoint.best_mode = {self.best_mode!r} is invalid: "
+                              "choose 'max' or 'min'.")
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
+
+
+def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """'key: stored → current' for each identity key that differs between two configs."""
+    old = {k: v for k, v in _flatten(stored).items() if k.split(".")[0] in IDENTITY_KEYS}
+    new = {k: v for k, v in _flatten(current).items() if k.split(".")[0] in IDENTITY_KEYS}
+    return [f"{key}: {old.get(key, '<absent>')!r} → {new.get(key, '<absent>')!r}"
+            for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+
+
+class Checkpoints:
+    """Save, resume and validate the checkpoints of one run directory."""
+
+    def __init__(self, workdir: pathlib.Path, settings: CheckpointSettings):
+        self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
+        self.unreadable_directory = pathlib.Path(workdir).absolute() / "checkpoints_unreadable"
+        self.settings = settings
+        self._manager = self._open()
+
+    def _open(self) -> ocp.CheckpointManager:
+        policies: list[Any] = [checkpoint_managers.LatestN(self.settings.keep)]
+        if self.settings.best_metric:
+            metric = self.settings.best_metric
+            policies.append(checkpoint_managers.BestN(
+                get_metric_fn=lambda metrics: metrics[metric], n=1,
+                reverse=self.settings.best_mode == "min", keep_checkpoints_without_metrics=False))
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+            enable_async_checkpointing=self.settings.async_save, cleanup_tmp_directories=True,
+            create=True)
+        return ocp.CheckpointManager(self.directory, options=options,
+                                     item_names=("state", "config"))
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, state: Any, config: dict[str, Any],
+             metrics: Optional[dict[str, float]] = None) -> float:
+        """Starts saving `state` and `config` at `step`; returns the seconds the call blocked."""
+        start = time.perf_counter()
+        self._manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config)),
+            metrics=metrics, force=True)
+        blocked = time.perf_counter() - start
+        if os.environ.get(KILL_DURING_SAVE_ENV) == str(step):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return blocked
+
+    def wait(self) -> None:
+        """Blocks until every started save is complete on disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.close()
+
+    def _set_aside(self, step: int, error: Exception) -> None:
+        target = self.unreadable_directory / f"{step}-{int(time.time())}"
+        if jax.process_index() == 0:
+            self.unreadable_directory.mkdir(parents=True, exist_ok=True)
+            os.replace(self.directory / str(step), target)
+        logging.warning("checkpoint %s is unreadable (%s: %s); moved to %s, resuming from the "
+                        "previous one", self.directory / str(step), type(error).__name__,
+                        str(error).splitlines()[0][:200] if str(error) else "", target)
+        self._manager.close()
+        self._manager = self._open()
+
+    def restore_latest(self, abstract_state: Any, config: dict[str, Any]) -> Optional[Any]:
+        """The newest readable state (placed like `abstract_state`), or None if there is none.
+
+        Raises ConfigError, touching nothing, if the stored config differs in an identity key.
+        """
+        for step in reversed(self.steps()):
+            try:
+                stored = self._manager.restore(step, args=ocp.args.Composite(
+                    config=ocp.args.JsonRestore()))["config"]
+            except Exception as error:  # noqa: BLE001 - any unreadable file means corruption
+                self._set_aside(step, error)
+                continue
+            differences = config_differences(stored, config)
+            if differences:
+                raise ConfigError(
+                    f"{self.directory} holds checkpoints of a different run ("
+                    + "; ".join(differences) + "). Use a new --workdir, or restore those keys.")
+            try:
+                restored = self._manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state)))["state"]
+            except Exception as error:  # noqa: BLE001
+                self._set_aside(step, error)
+                continue
+            logging.info("resumed from %s", self.directory / str(step))
+            return restored
+        return None
+
+
+def abstract_like(tree: Any, sharding: jax.sharding.Sharding) -> Any:
+    """Shape/dtype structs of `tree` with `sharding`: the restore target on the current mesh."""
+    return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+                        tree)

@@ -1,0 +1,101 @@
+"""Data parallelism: a mesh over all devices and the steps under `shard_map` inside one `jit`.
+
+The batch is sharded on the "data" axis and the state replicated. Each device runs
+`mixup_step` on its local batch (k and λ from the shared step key, the permutation from the key
+folded with the device's index: no cross-device gather); gradients, BatchNorm running
+statistics and metrics are averaged over the axis. One code path serves 1 device, N local
+devices and N processes (global arrays built from each process's share).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from mmix_jax.mixup import MixSpec
+from mmix_jax.state import TrainState
+from mmix_jax.step import Batch, Metrics, eval_step, mixup_step
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices: Optional[list[jax.Device]] = None) -> Mesh:
+    """A 1-D mesh over `devices` (default: every device of every process) on the data axis."""
+    devices = list(devices if devices is not None else jax.devices())
+    return jax.make_mesh((len(devices),), (DATA_AXIS,), devices=devices)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Places every leaf of `tree` on all devices of `mesh`."""
+    return jax.device_put(tree, replicated(mesh))
+
+
+def process_share(global_batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """This process's contiguous share of a global batch (all of it with one process)."""
+    count, index = jax.process_count(), jax.process_index()
+    size = next(iter(global_batch.values())).shape[0]
+    if size % count:
+        raise ValueError(f"global batch of {size} is not divisible by {count} processes.")
+    per = size // count
+    return {key: value[index * per:(index + 1) * per] for key, value in global_batch.items()}
+
+
+def shard_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> Batch:
+    """Global arrays sharded on the data axis from each process's share of the batch."""
+    sharding = NamedSharding(mesh, P(DATA_AXIS))
+    return {key: jax.make_array_from_process_local_data(sharding, value)
+            for key, value in local_batch.items()}
+
+
+def check_divisible(global_batch_size: int, mesh: Mesh, what: str = "config.batch_size") -> None:
+    """Raises ValueError unless the batch splits evenly over the mesh's devices."""
+    devices = mesh.devices.size
+    if global_batch_size % devices:
+        raise ValueError(f"{what} = {global_batch_size} is not divisible by the {devices} devices: "
+                         f"use a multiple of {devices}.")
+
+
+def make_train_step(spec: MixSpec, mesh: Mesh, *,
+                    preprocess: Optional[Callable[[jax.Array, Batch], Batch]] = None,
+                    donate: bool = True) -> Callable[[TrainState, Batch, jax.Array],
+                                                     tuple[TrainState, Metrics]]:
+    """jit(shard_map(mixup_step)) over `mesh`; `preprocess(rng, local_batch)` runs first on device.
+
+    The returned function takes (replicated state, data-sharded batch, step key) and returns the
+    replicated new state and metrics. The state is donated unless `donate=False`.
+    """
+
+    def per_device(state: TrainState, batch: Batch, rng: jax.Array):
+        if preprocess is not None:
+            prep_rng, rng = jax.random.split(rng)
+            prep_rng = jax.random.fold_in(prep_rng, jax.lax.axis_index(DATA_AXIS))
+            batch = preprocess(prep_rng, batch)
+        return mixup_step(state, batch, rng, config=spec, axis_name=DATA_AXIS)
+
+    sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P()),
+                            out_specs=(P(), P()))
+    return jax.jit(sharded, donate_argnums=(0,) if donate else ())
+
+
+def make_eval_step(mesh: Mesh, *, preprocess: Optional[Callable[[Batch], Batch]] = None
+                   ) -> Callable[[TrainState, Batch], Metrics]:
+    """jit(shard_map(eval_step)) over `mesh`, summed over devices."""
+
+    def per_device(state: TrainState, batch: Batch) -> Metrics:
+        if preprocess is not None:
+            batch = preprocess(batch)
+        return jax.lax.psum(eval_step(state, batch), DATA_AXIS)
+
+    return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS)),
+                                 out_specs=P()))
+
+
+__all__ = ["DATA_AXIS", "check_divisible", "make_eval_step", "make_mesh", "make_train_step",
+           "process_share", "replicate", "replicated", "shard_batch"]

@@ -1,0 +1,76 @@
+"""Helpers for tests that run `python -m mmix_jax.main` in subprocesses."""
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# A short Manifold Mixup run on the spirals: 1000 steps of 10 examples, checkpoints every 50.
+SHORT_RUN = ["--config=configs/default.py:manifold", "--config.num_epochs=10",
+             "--config.data.num_train=1000", "--config.batch_size=10",
+             "--config.optimizer.milestones=(5,8)", "--config.log_every_steps=100",
+             "--config.checkpoint.every_epochs=0", "--config.checkpoint.every_steps=50",
+             "--config.checkpoint.keep=2"]
+
+
+def command(workdir, *extra):
+    return [sys.executable, "-m", "mmix_jax.main", *SHORT_RUN, f"--workdir={workdir}", *extra]
+
+
+def environment(devices=None, **extra):
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path, **extra)
+    if devices:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return env
+
+
+def run(workdir, *extra, timeout=300, **env):
+    return subprocess.run(command(workdir, *extra), cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=environment(**env))
+
+
+def start(workdir, *extra, **env):
+    return subprocess.Popen(command(workdir, *extra), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=environment(**env))
+
+
+def checkpoint_steps(run_dir):
+    directory = pathlib.Path(run_dir) / "checkpoints"
+    if not directory.exists():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def final_params(run_dir):
+    """The params of the newest checkpoint of `run_dir` as {path: numpy array}."""
+    step = checkpoint_steps(run_dir)[-1]
+    path = pathlib.Path(run_dir).absolute() / "checkpoints" / str(step) / "state"
+    checkpointer = ocp.StandardCheckpointer()
+    # Restore onto this process's first device, whatever topology wrote the checkpoint.
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+        checkpointer.metadata(path).item_metadata.tree)
+    restored = checkpointer.restore(path, target)
+    return step, {jax.tree_util.keystr(k): np.asarray(v)
+                  for k, v in jax.tree_util.tree_flatten_with_path(restored["params"])[0]}
+
+
+def assert_bit_identical(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,149 @@
+"""Checks run in a subprocess with 8 (or N) CPU devices; see test_parallel.py.
+
+usage: python tests/sharded_checks.py CHECK [ARGS]   (XLA_FLAGS sets the device count)
+"""
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mmix_jax import parallel
+from mmix_jax.mixup import MixSpec
+from mmix_jax.models import get_model
+from mmix_jax.optim import paper_sgd, step_schedule
+from mmix_jax.state import create_train_state
+from mmix_jax.step import mixup_loss, mixup_step
+
+GLOBAL_BATCH = 32
+
+
+def setup(bn_axis=None, classes=5):
+    model = get_model("preactresnet18", num_classes=classes, width=4, bn_axis=bn_axis)
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.normal(size=(GLOBAL_BATCH, 8, 8, 3)).astype(np.float32),
+             "label": (np.arange(GLOBAL_BATCH) % classes).astype(np.int32)}
+    tx = paper_sgd(step_schedule(0.1, [], 0.1))
+    state = create_train_state(model, tx, jax.random.key(0), batch["image"])
+    return model, state, batch
+
+
+def max_difference(a, b):
+    return max(jax.tree.leaves(jax.tree.map(lambda x, y: float(jnp.abs(x - y).max()), a, b)))
+
+
+def erm_equivalence():
+    """Mixing off, cross-device BN: N devices == 1 device on the same global batch."""
+    model, state, batch = setup(bn_axis=parallel.DATA_AXIS)
+    single_model = get_model("preactresnet18", num_classes=5, width=4)
+    spec = MixSpec(num_classes=5, mix_layers=())
+    mesh = parallel.make_mesh()
+    step = parallel.make_train_step(spec, mesh, donate=False)
+    sharded_state = parallel.replicate(state, mesh)
+    single_state = state.replace(apply_fn=single_model.apply)
+    single = jax.jit(lambda s, b, r: mixup_step(s, b, r, config=spec))
+    for i in range(3):
+        sharded_state, m8 = step(sharded_state, parallel.shard_batch(batch, mesh),
+                                 jax.random.key(i))
+        single_state, m1 = single(single_state, batch, jax.random.key(i))
+        np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5)
+    assert max_difference(sharded_state.params, single_state.params) < 1e-5
+    assert max_difference(sharded_state.batch_stats, single_state.batch_stats) < 1e-5
+    print("devices", jax.device_count(), "params max diff",
+          max_difference(sharded_state.params, single_state.params))
+
+
+def mixing_by_hand():
+    """Mixing on, per-device BN: equals a by-hand computation on each shard with the shared
+    k and λ and the per-shard permutation (the permutation key folded with the shard index)."""
+    model, state, batch = setup()
+    spec = MixSpec(num_classes=5, alpha=2.0, mix_layers=(0, 1, 2))
+    mesh = parallel.make_mesh()
+    devices = mesh.devices.size
+    step = parallel.make_train_step(spec, mesh, donate=False)
+    rng = jax.random.key(11)
+    new_state, metrics = step(parallel.replicate(state, mesh), parallel.shard_batch(batch, mesh), rng)
+
+    mix_rng, _ = jax.random.split(rng)
+    layer_key, lam_key, perm_key = jax.random.split(mix_rng, 3)
+    layer = jax.random.choice(layer_key, jnp.asarray(spec.mix_layers))
+    lam = jax.random.beta(lam_key, spec.alpha, spec.alpha)
+    local = GLOBAL_BATCH // devices
+    grads, stats, losses = [], [], []
+    for d in range(devices):
+        perm = jax.random.permutation(jax.random.fold_in(perm_key, d), local)
+        shard = slice(d * local, (d + 1) * local)
+        x, y = batch["image"][shard], batch["label"][shard]
+
+        def loss_fn(params):
+            logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x,
+                                          train=True, mix_layer=layer, perm=perm, lam=lam,
+                                          mutable=["batch_stats"])
+            one_hot = jax.nn.one_hot(y, 5)
+            targets = lam * one_hot + (1 - lam) * one_hot[perm]
+            p = jax.nn.softmax(logits)
+            loss = -jnp.mean(targets * jnp.log(p) + (1 - targets) * jnp.log(1 - p))
+            return loss, updates["batch_stats"]
+
+        (loss, new_stats), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grads.append(g), stats.append(new_stats), losses.append(loss)
+    mean = lambda trees: jax.tree.map(lambda *xs: sum(xs) / len(xs), *trees)  # noqa: E731
+    updates, _ = state.tx.update(mean(grads), state.opt_state, state.params)
+    expected_params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+    assert float(metrics["mix_layer"]) == float(layer)
+    np.testing.assert_allclose(metrics["lam"], lam, rtol=1e-6)
+    np.testing.assert_allclose(metrics["loss"], np.mean(losses), rtol=1e-4)
+    # BatchNorm over 4 examples per shard amplifies float32 rounding to ~1e-5; a wrong
+    # permutation, k, λ or gradient average changes the update itself (checked to be large).
+    update_size = max_difference(expected_params, state.params)
+    assert update_size > 1e-2, update_size
+    assert max_difference(new_state.params, expected_params) < 1e-4, \
+        max_difference(new_state.params, expected_params)
+    assert max_difference(new_state.batch_stats, mean(stats)) < 1e-5
+    print("devices", devices, "mix_layer", int(layer), "lam", float(lam), "params max diff",
+          max_difference(new_state.params, expected_params), "update size", update_size)
+
+
+def save_for_restore(directory):
+    """Trains two sharded steps on all devices and saves; writes the params as .npz too."""
+    import ml_collections
+    from mmix_jax.checkpoint import CheckpointSettings, Checkpoints
+    _, state, batch = setup()
+    mesh = parallel.make_mesh()
+    step = parallel.make_train_step(MixSpec(num_classes=5), mesh)
+    state = parallel.replicate(state, mesh)
+    for i in range(2):
+        state, _ = step(state, parallel.shard_batch(batch, mesh), jax.random.key(i))
+    checkpoints = Checkpoints(directory, CheckpointSettings(best_metric=None))
+    config = ml_collections.ConfigDict({"model": {"name": "preactresnet18"}}).to_dict()
+    checkpoints.save(2, state, config)
+    checkpoints.wait()
+    flat = {jax.tree_util.keystr(k): np.asarray(v)
+            for k, v in jax.tree_util.tree_flatten_with_path(state.params)[0]}
+    np.savez(f"{directory}/expected_params.npz", **flat)
+    print("saved on", jax.device_count(), "devices")
+
+
+def restore_elsewhere(directory):
+    """Restores the checkpoint onto this process's devices and compares with the .npz."""
+    from mmix_jax.checkpoint import CheckpointSettings, Checkpoints, abstract_like
+    _, state, _ = setup()
+    mesh = parallel.make_mesh()
+    checkpoints = Checkpoints(directory, CheckpointSettings(best_metric=None))
+    restored = checkpoints.restore_latest(abstract_like(state, parallel.replicated(mesh)),
+                                          {"model": {"name": "preactresnet18"}})
+    assert restored is not None and int(restored.step) == 2
+    expected = np.load(f"{directory}/expected_params.npz")
+    for path, leaf in jax.tree_util.tree_flatten_with_path(restored.params)[0]:
+        assert len(leaf.sharding.device_set) == jax.device_count()
+        np.testing.assert_array_equal(np.asarray(leaf), expected[jax.tree_util.keystr(path)])
+    step = parallel.make_train_step(MixSpec(num_classes=5), mesh)
+    _, batch = setup()[1:]
+    restored, metrics = step(restored, parallel.shard_batch(batch, mesh), jax.random.key(5))
+    assert np.isfinite(float(metrics["loss"]))
+    print("restored on", jax.device_count(), "devices and trained on")
+
+
+if __name__ == "__main__":
+    globals()[sys.argv[1]](*sys.argv[2:])
