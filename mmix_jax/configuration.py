@@ -15,7 +15,12 @@ import ml_collections
 from mmix_jax.data import DATASET_NAMES
 from mmix_jax.losses import LOSS_NAMES
 from mmix_jax.mixup import MixSpec
+from mmix_jax.parallel import DATA_AXIS
 from mmix_jax.models import MODEL_NAMES, MixableModel, get_model
+
+# Models with BatchNorm layers (statistics per device, or across devices on request).
+BATCH_NORM_MODELS = ("preactresnet18", "preactresnet34", "preactresnet50", "preactresnet101",
+                     "preactresnet152", "wrn", "wrn28_10")
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -43,6 +48,11 @@ def build_model(config: ml_collections.ConfigDict) -> MixableModel:
         raise _invalid("model.name", name, f"choose one of {MODEL_NAMES}")
     if dtype not in DTYPES:
         raise _invalid("model.dtype", dtype, f"choose one of {tuple(DTYPES)}")
+    if config.get("cross_device_batch_norm"):
+        if name not in BATCH_NORM_MODELS:
+            raise _invalid("cross_device_batch_norm", True,
+                           f"model {name!r} has no BatchNorm; set it to False")
+        kwargs["bn_axis"] = DATA_AXIS
     try:
         return get_model(name, num_classes=config.num_classes, dtype=DTYPES[dtype], **kwargs)
     except TypeError as error:

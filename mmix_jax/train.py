@@ -25,7 +25,7 @@ from jax.experimental import multihost_utils
 
 from mmix_jax import figures, parallel
 from mmix_jax.checkpoint import CheckpointSettings, Checkpoints, abstract_like
-from mmix_jax.configuration import build_model, check_config, mix_spec, variants
+from mmix_jax.configuration import ConfigError, build_model, check_config, mix_spec, variants
 from mmix_jax.data import ArrayDataset, Splits, TrainBatches, load_dataset, off_data_grid
 from mmix_jax.evaluate import evaluate_dataset, mean_confidence, predict_probabilities
 from mmix_jax.optim import paper_sgd, step_schedule
@@ -117,8 +117,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
         write_json_atomically(workdir / "config.json", config.to_dict())
     splits = splits or load_dataset(config.data, config.seed)
     mesh = parallel.make_mesh()
-    parallel.check_divisible(config.batch_size, mesh)
-    parallel.check_divisible(config.eval_batch_size, mesh, "config.eval_batch_size")
+    try:
+        parallel.check_divisible(config.batch_size, mesh)
+        parallel.check_divisible(config.eval_batch_size, mesh, "config.eval_batch_size")
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     batches = TrainBatches(splits.train, config.batch_size, config.seed)
     total_steps = config.num_epochs * batches.steps_per_epoch
     opt = config.optimizer

@@ -43,6 +43,8 @@ def test_default_config_is_valid():
     ("batch_size", -5, "config.batch_size = -5 is invalid: must be a positive integer"),
     ("data.name", "imagenet", "config.data.name = 'imagenet' is invalid: choose one of ("),
     ("model.dtype", "float16", "config.model.dtype = 'float16' is invalid"),
+    ("cross_device_batch_norm", True,
+     "config.cross_device_batch_norm = True is invalid: model 'mlp' has no BatchNorm"),
 ])
 def test_invalid_values_are_named_in_one_line(key, value, expected):
     with pytest.raises(ConfigError) as error:
@@ -50,6 +52,15 @@ def test_invalid_values_are_named_in_one_line(key, value, expected):
     message = str(error.value)
     assert message.startswith(expected), message
     assert "\n" not in message
+
+
+def test_cross_device_batch_norm_puts_the_data_axis_on_every_batch_norm():
+    from mmix_jax.configuration import build_model
+    config = single()
+    config.model = {"name": "preactresnet18", "dtype": "float32"}
+    assert build_model(config).bn_axis is None
+    config.cross_device_batch_norm = True
+    assert build_model(config).bn_axis == "data"
 
 
 def test_mix_layer_bound_follows_the_model():
