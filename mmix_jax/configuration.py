@@ -12,7 +12,8 @@ from typing import Any, Iterator
 import jax.numpy as jnp
 import ml_collections
 
-from mmix_jax.data import DATASET_NAMES
+from mmix_jax.data import DATASET_NAMES, IMAGE_SOURCES
+from mmix_jax.errors import ConfigError
 from mmix_jax.losses import LOSS_NAMES
 from mmix_jax.mixup import MixSpec
 from mmix_jax.parallel import DATA_AXIS
@@ -23,10 +24,6 @@ BATCH_NORM_MODELS = ("preactresnet18", "preactresnet34", "preactresnet50", "prea
                      "preactresnet152", "wrn", "wrn28_10")
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-class ConfigError(ValueError):
-    """An invalid configuration; the message names the key and the allowed values."""
 
 
 def _invalid(key: str, value: Any, allowed: str) -> ConfigError:
@@ -97,6 +94,17 @@ def _check_single(config: ml_collections.ConfigDict) -> None:
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
             or num_classes <= 1:
         raise _invalid("num_classes", num_classes, "must be an integer >= 2")
+    source = IMAGE_SOURCES.get(config.data.name)
+    if source is not None:
+        if num_classes != source.num_classes:
+            raise _invalid("num_classes", num_classes,
+                           f"{config.data.name} has {source.num_classes} classes")
+        padding = config.data.get("crop_padding", 0)
+        if not isinstance(padding, numbers.Integral) or padding < 0:
+            raise _invalid("data.crop_padding", padding, "must be an integer >= 0 (0: no crop)")
+        per_class = config.data.get("labels_per_class", 0)
+        if not isinstance(per_class, numbers.Integral) or per_class < 0:
+            raise _invalid("data.labels_per_class", per_class, "must be an integer >= 0 (0: all)")
     for key in ("batch_size", "eval_batch_size", "num_epochs", "log_every_steps"):
         _positive_int(config, key)
     if config.loss not in LOSS_NAMES:

@@ -1,5 +1,7 @@
 """Command line: mmix-train --config=configs/default.py[:arg] --workdir=DIR [--config.key=value].
 
+`--mode=evaluate` evaluates the newest checkpoint of each run in DIR instead of training.
+
 Thin on purpose: flags in, `train.run` does the work. Configuration and workdir errors end the
 program with one line naming what is wrong, before anything is computed or written.
 
@@ -17,12 +19,16 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mmix_jax import train
-from mmix_jax.configuration import ConfigError
+from mmix_jax.errors import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/default.py or configs/default.py:manifold.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for logs, summaries and figures.")
+_MODE = flags.DEFINE_enum(
+    "mode", "train", ["train", "evaluate"],
+    "train: train (resuming from the workdir's checkpoints) and evaluate; evaluate: only "
+    "evaluate the newest checkpoint of each run in the workdir, writing evaluation.json.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() with JAX's cluster auto-detection.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
@@ -58,7 +64,10 @@ def main(argv: list[str]) -> None:
     logging.get_absl_handler().addFilter(_QuietLibraryInfo())
     initialize_distributed()
     try:
-        train.run(_CONFIG.value, _WORKDIR.value)
+        if _MODE.value == "evaluate":
+            train.evaluate(_CONFIG.value, _WORKDIR.value)
+        else:
+            train.run(_CONFIG.value, _WORKDIR.value)
     except (ConfigError, train.WorkdirError) as error:
         sys.exit(f"mmix-train: error: {error}")
 

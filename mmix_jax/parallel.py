@@ -97,5 +97,22 @@ def make_eval_step(mesh: Mesh, *, preprocess: Optional[Callable[[Batch], Batch]]
                                  out_specs=P()))
 
 
-__all__ = ["DATA_AXIS", "check_divisible", "make_eval_step", "make_mesh", "make_train_step",
+def make_per_example_fn(mesh: Mesh, fn: Callable[[TrainState, Batch], Any]
+                        ) -> Callable[[TrainState, Batch], Any]:
+    """jit(shard_map(fn)) for `fn(state, local_batch)` returning per-example arrays [B_local, ...];
+    the outputs come back sharded on the data axis (global [B, ...])."""
+    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(P(), P(DATA_AXIS)),
+                                 out_specs=P(DATA_AXIS)))
+
+
+def to_host(tree: Any) -> Any:
+    """Global (data-sharded) arrays as numpy on every process, in global order."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+__all__ = ["DATA_AXIS", "check_divisible", "make_eval_step", "make_mesh",
+           "make_per_example_fn", "make_train_step", "to_host",
            "process_share", "replicate", "replicated", "shard_batch"]

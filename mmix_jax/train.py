@@ -26,12 +26,15 @@ from jax.experimental import multihost_utils
 from mmix_jax import figures, parallel
 from mmix_jax.checkpoint import CheckpointSettings, Checkpoints, abstract_like
 from mmix_jax.configuration import ConfigError, build_model, check_config, mix_spec, variants
-from mmix_jax.data import ArrayDataset, Splits, TrainBatches, load_dataset, off_data_grid
-from mmix_jax.evaluate import evaluate_dataset, mean_confidence, predict_probabilities
+from mmix_jax.data import (ArrayDataset, Splits, TrainBatches, eval_preprocess, load_dataset,
+                           off_data_grid, train_preprocess)
+from mmix_jax.evaluate import (InputSpace, eval_settings, evaluate_dataset, full_evaluation,
+                               mean_confidence, predict_probabilities)
 from mmix_jax.optim import paper_sgd, step_schedule
 from mmix_jax.state import TrainState, create_train_state
 
 SUMMARY_FILE = "summary.json"
+EVALUATION_FILE = "evaluation.json"
 
 
 class WorkdirError(RuntimeError):
@@ -115,7 +118,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
         write_json_atomically(workdir / "config.json", config.to_dict())
-    splits = splits or load_dataset(config.data, config.seed)
+    splits = splits or load_dataset(config.data, config.seed, config.num_classes)
     mesh = parallel.make_mesh()
     try:
         parallel.check_divisible(config.batch_size, mesh)
@@ -131,14 +134,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     tx = paper_sgd(schedule, momentum=opt.momentum, nesterov=opt.nesterov,
                    weight_decay=opt.weight_decay)
     init_key, step_key = jax.random.split(jax.random.key(config.seed))
-    state = create_train_state(build_model(config), tx, init_key, jnp.asarray(batches[0]["image"]))
+    sample_input = jnp.zeros(batches[0]["image"].shape, jnp.float32)
+    state = create_train_state(build_model(config), tx, init_key, sample_input)
     checkpoints = Checkpoints(workdir, checkpoint_settings(config, batches.steps_per_epoch))
     restored = checkpoints.restore_latest(abstract_like(state, parallel.replicated(mesh)),
                                           config.to_dict())
     state = restored if restored is not None else parallel.replicate(state, mesh)
     start_step = int(jax.device_get(state.step))
-    train_step = parallel.make_train_step(mix_spec(config), mesh)
-    eval_step = parallel.make_eval_step(mesh)
+    train_step = parallel.make_train_step(mix_spec(config), mesh,
+                                          preprocess=train_preprocess(config.data, splits))
+    eval_step = parallel.make_eval_step(mesh, preprocess=eval_preprocess(splits))
 
     def evaluate(dataset: ArrayDataset) -> dict[str, float]:
         return evaluate_dataset(eval_step, state, dataset, config.eval_batch_size, mesh)
@@ -192,18 +197,70 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     if jax.process_count() > 1:  # replicated state must be bit-identical on every process
         multihost_utils.assert_equal(state.params, "params differ between processes")
 
-    test, train = evaluate(splits.test), evaluate(splits.train)
+    test = evaluate_test_split(config, state, splits, mesh, workdir)
+    train = evaluate(splits.train)
     trained_steps = total_steps - start_step
     summary = {
         "steps": total_steps, "resumed_from_step": start_step, "compile_s": compile_s,
         "train_s": train_s, "devices": int(mesh.devices.size), "processes": jax.process_count(),
         "images_per_s": max(trained_steps - 1, 0) * config.batch_size / max(train_s, 1e-9),
-        "train_accuracy": train["accuracy"], "test_accuracy": test["accuracy"],
-        "test_error_percent": test["error_percent"], "test_nll": test["nll"],
+        "train_accuracy": train["accuracy"], **summary_scalars(test),
     }
     writer.write_scalars(total_steps, {f"final/{k}": v for k, v in summary.items()})
     writer.flush()
     return RunResult(state, summary)
+
+
+def summary_scalars(evaluation: dict[str, Any]) -> dict[str, float]:
+    """The scalar test metrics of a full evaluation, prefixed test_ (spectrum: its means)."""
+    scalars = {f"test_{key}": value for key, value in evaluation.items()
+               if isinstance(value, (int, float)) and key != "step"
+               and not key.startswith(("fgsm", "spectrum"))}
+    for key in ("fgsm_epsilon", "fgsm_accuracy", "spectrum_point"):
+        if key in evaluation:
+            scalars[key] = evaluation[key]
+    if "spectrum" in evaluation:
+        scalars["spectrum_mean_first"] = evaluation["spectrum"]["mean_first"]
+        scalars["spectrum_mean_rest_sum"] = evaluation["spectrum"]["mean_rest_sum"]
+    return scalars
+
+
+def evaluate_test_split(config: ml_collections.ConfigDict, state: TrainState, splits: Splits,
+                        mesh: jax.sharding.Mesh, workdir: pathlib.Path) -> dict[str, Any]:
+    """The full evaluation (error, NLL, ECE, FGSM, spectrum) of the test split; process 0
+    writes it to workdir/evaluation.json."""
+    results = full_evaluation(state, splits.test, InputSpace(splits.mean, splits.std),
+                              eval_settings(config), config.eval_batch_size, mesh,
+                              config.num_classes)
+    results["step"] = int(jax.device_get(state.step))
+    if jax.process_index() == 0:
+        write_json_atomically(workdir / EVALUATION_FILE, results)
+    return results
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                        splits: Splits) -> dict[str, Any]:
+    """Restores the newest checkpoint in `workdir` and runs the full test evaluation."""
+    mesh = parallel.make_mesh()
+    batches = TrainBatches(splits.train, config.batch_size, config.seed)
+    tx = paper_sgd(step_schedule(config.optimizer.learning_rate, [], 1.0),
+                   momentum=config.optimizer.momentum, nesterov=config.optimizer.nesterov,
+                   weight_decay=config.optimizer.weight_decay)
+    state = create_train_state(build_model(config), tx, jax.random.key(0),
+                               jnp.zeros(batches[0]["image"].shape, jnp.float32))
+    checkpoints = Checkpoints(workdir, checkpoint_settings(config, batches.steps_per_epoch))
+    try:
+        restored = checkpoints.restore_latest(abstract_like(state, parallel.replicated(mesh)),
+                                              config.to_dict())
+    finally:
+        checkpoints.close()
+    if restored is None:
+        raise WorkdirError(f"{workdir / 'checkpoints'} holds no checkpoint to evaluate: train "
+                           "first, or pass the --workdir of a run.")
+    results = evaluate_test_split(config, restored, splits, mesh, workdir)
+    logging.info("evaluated %s at step %d: %s", workdir, results["step"],
+                 json.dumps(summary_scalars(results), sort_keys=True))
+    return results
 
 
 def _two_d_report(result: RunResult, splits: Splits, grid_axis: np.ndarray,
@@ -233,7 +290,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
     runs = [(name, single, workdir / name if name else workdir)
             for name, single in variants(config)]
     refuse_finished([workdir] + [path for _, _, path in runs])
-    splits = load_dataset(config.data, config.seed)
+    splits = load_dataset(config.data, config.seed, config.num_classes)
     two_d = splits.train.images.ndim == 2 and splits.train.images.shape[1] == 2
     grid_axis = np.linspace(-1.6, 1.6, 161, dtype=np.float32)
     summaries, panels = {}, []
@@ -258,4 +315,17 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
     return summaries
 
 
-__all__ = ["RunResult", "WorkdirError", "run", "train_and_evaluate"]
+def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
+    """Evaluates the newest checkpoint of each variant of `config` under `workdir`."""
+    check_config(config)
+    workdir = pathlib.Path(workdir)
+    splits = load_dataset(config.data, config.seed, config.num_classes)
+    results = {}
+    for name, single in variants(config):
+        run_dir = workdir / name if name else workdir
+        results[name or "run"] = summary_scalars(evaluate_checkpoint(single, run_dir, splits))
+    return results
+
+
+__all__ = ["EVALUATION_FILE", "RunResult", "WorkdirError", "evaluate", "run",
+           "train_and_evaluate"]

@@ -1,32 +1,106 @@
-"""Datasets by name from the config, held in host memory as ArrayDataset splits."""
+"""Datasets by name from the config, held in host memory as ArrayDataset splits.
+
+`config.data.name` is "spirals" (generated) or a TFDS image dataset (see IMAGE_SOURCES), with
+keys data_dir, manual_dir, labels_per_class, image_shape, crop_padding and flip. Image splits
+stay uint8 on the host; `train_preprocess` / `eval_preprocess` give the on-device functions
+(augmentation and normalisation) that run inside the compiled steps.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable, Optional
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 
+from mmix_jax.data.augment import augment, normalize
 from mmix_jax.data.pipeline import ArrayDataset, TrainBatches, eval_batches
 from mmix_jax.data.synthetic import off_data_grid, two_spirals
+from mmix_jax.data.tfds_source import (IMAGE_SOURCES, balanced_subset, channel_statistics,
+                                       check_split, prepare, read_split)
+from mmix_jax.errors import DataError
 
-DATASET_NAMES: tuple[str, ...] = ("spirals",)
+DATASET_NAMES: tuple[str, ...] = ("spirals",) + tuple(IMAGE_SOURCES)
+
+Batch = dict[str, jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
 class Splits:
+    """Train and test splits; images uint8 with per-channel `mean`/`std` (in [0, 1] units) for
+    image data, raw float features (mean/std None) otherwise."""
+
     train: ArrayDataset
     test: ArrayDataset
     num_classes: int
+    mean: Optional[tuple[float, ...]] = None
+    std: Optional[tuple[float, ...]] = None
+
+    @property
+    def is_image_data(self) -> bool:
+        return self.mean is not None
 
 
-def load_dataset(data_config: ml_collections.ConfigDict, seed: int) -> Splits:
+def load_image_dataset(data_config: ml_collections.ConfigDict, num_classes: int,
+                       seed: int) -> Splits:
+    """A TFDS dataset prepared and read into memory, subset and validated as configured."""
+    source = IMAGE_SOURCES[data_config.name]
+    builder = prepare(source.tfds_name, data_config.get("data_dir", ""),
+                      data_config.get("manual_dir", ""))
+    train = read_split(builder, source.train_split)
+    test = read_split(builder, source.test_split)
+    shape = data_config.get("image_shape") or source.image_shape
+    check_split(train, f"{data_config.name} split {source.train_split!r}", shape, num_classes)
+    check_split(test, f"{data_config.name} split {source.test_split!r}", shape, num_classes)
+    per_class = data_config.get("labels_per_class", 0)
+    if per_class:
+        train = balanced_subset(train, per_class, num_classes, seed)
+    mean, std = channel_statistics(train.images)
+    return Splits(train, test, num_classes, mean, std)
+
+
+def load_dataset(data_config: ml_collections.ConfigDict, seed: int,
+                 num_classes: Optional[int] = None) -> Splits:
     """The train and test splits named by `data_config.name`."""
     if data_config.name == "spirals":
         kwargs = dict(noise=data_config.noise, turns=data_config.turns)
         return Splits(two_spirals(data_config.num_train, seed=seed, **kwargs),
                       two_spirals(data_config.num_test, seed=seed + 1, **kwargs), num_classes=2)
-    raise ValueError(f"config.data.name = {data_config.name!r}: choose one of {DATASET_NAMES}.")
+    if data_config.name in IMAGE_SOURCES:
+        classes = num_classes or IMAGE_SOURCES[data_config.name].num_classes
+        return load_image_dataset(data_config, classes, seed)
+    raise DataError(f"config.data.name = {data_config.name!r} is invalid: choose one of "
+                    f"{DATASET_NAMES}.")
 
 
-__all__ = ["ArrayDataset", "DATASET_NAMES", "Splits", "TrainBatches", "eval_batches",
-           "load_dataset", "off_data_grid", "two_spirals"]
+def eval_preprocess(splits: Splits) -> Optional[Callable[[Batch], Batch]]:
+    """uint8 → normalised float32 on device (None for non-image data)."""
+    if not splits.is_image_data:
+        return None
+
+    def preprocess(batch: Batch) -> Batch:
+        return dict(batch, image=normalize(batch["image"], splits.mean, splits.std))
+
+    return preprocess
+
+
+def train_preprocess(data_config: ml_collections.ConfigDict, splits: Splits
+                     ) -> Optional[Callable[[jax.Array, Batch], Batch]]:
+    """Random crop (zero padding) / flip as configured, then normalisation, on device."""
+    if not splits.is_image_data:
+        return None
+    padding = int(data_config.get("crop_padding", 0))
+    flip = bool(data_config.get("flip", False))
+
+    def preprocess(rng: jax.Array, batch: Batch) -> Batch:
+        images = augment(rng, batch["image"], crop_padding=padding, flip=flip)
+        return dict(batch, image=normalize(images, splits.mean, splits.std, jnp.float32))
+
+    return preprocess
+
+
+__all__ = ["ArrayDataset", "DATASET_NAMES", "IMAGE_SOURCES", "Splits", "TrainBatches",
+           "eval_batches", "eval_preprocess", "load_dataset", "off_data_grid",
+           "train_preprocess", "two_spirals"]
