@@ -103,9 +103,10 @@ def test_resume_with_a_different_model_is_refused_and_touches_nothing(tmp_path):
     assert result.returncode == -signal.SIGKILL
     before = checkpoint_steps(tmp_path / "manifold")
     refused = run(tmp_path, "--config.model.widths=(64,64,64)", "--config.num_epochs=20")
-    assert refused.returncode != 0
+    tail = f"checkpoints before: {before}; stderr:\n{refused.stderr[-3000:]}"
+    assert refused.returncode != 0, tail
     last = refused.stderr.strip().splitlines()[-1]
-    assert last.startswith("mmix-train: error:") and "holds checkpoints of a different run" in last
-    assert "model.widths: [256, 256, 256] → [64, 64, 64]" in last and "num_epochs" not in last
-    assert checkpoint_steps(tmp_path / "manifold") == before
-    assert not (tmp_path / "manifold" / "checkpoints_unreadable").exists()
+    assert last.startswith("mmix-train: error:") and "holds checkpoints of a different run" in last, tail
+    assert "model.widths: [256, 256, 256] → [64, 64, 64]" in last and "num_epochs" not in last, tail
+    assert checkpoint_steps(tmp_path / "manifold") == before, tail
+    assert not (tmp_path / "manifold" / "checkpoints_unreadable").exists(), tail
