@@ -218,3 +218,20 @@ def test_eval_preprocess_normalises_with_the_split_statistics():
     out = np.asarray(eval_preprocess(splits)({"image": images})["image"]).ravel()
     np.testing.assert_allclose(out, [(0 - 0.2) / 0.5, (0.2 - 0.2) / 0.5, (1 - 0.2) / 0.5],
                                atol=1e-6)
+
+
+def test_cifar10_manifold_config_trains_and_evaluates_end_to_end_on_mocked_tfds(tmp_path):
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "configs"))
+    import cifar10  # noqa: E402
+    from mmix_jax import train
+
+    config = cifar10.get_config("preactresnet18,manifold,epochs=2")
+    config.model.width = 4
+    config.data.data_dir = str(tmp_path / "tfds")
+    config.batch_size, config.eval_batch_size, config.log_every_steps = 10, 20, 4
+    with tfds.testing.mock_data(num_examples=40):
+        summary = train.run(config, tmp_path / "run")
+    assert summary["run"]["steps"] == 8
+    for key in ("test_error_percent", "test_nll", "test_ece", "fgsm_accuracy"):
+        assert np.isfinite(summary["run"][key]), key
