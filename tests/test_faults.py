@@ -102,6 +102,11 @@ def test_resume_with_a_different_model_is_refused_and_touches_nothing(tmp_path):
     result = run(tmp_path, MMIX_FAULT_KILL_DURING_SAVE_STEP="100")
     assert result.returncode == -signal.SIGKILL
     before = checkpoint_steps(tmp_path / "manifold")
+    for _ in range(50):  # as above: let a commit that raced the kill show up first
+        time.sleep(0.1)
+        before, previous = checkpoint_steps(tmp_path / "manifold"), before
+        if before == previous:
+            break
     refused = run(tmp_path, "--config.model.widths=(64,64,64)", "--config.num_epochs=20")
     tail = f"checkpoints before: {before}; stderr:\n{refused.stderr[-3000:]}"
     assert refused.returncode != 0, tail
