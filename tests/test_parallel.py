@@ -8,6 +8,7 @@ import pytest
 
 from cli_runs import (ROOT, assert_bit_identical, command, environment, final_params, free_port,
                       run)
+from test_data_tfds import FASHION_MNIST, needs_fashion_mnist
 
 
 def sharded_check(name, *args, devices=8):
@@ -58,3 +59,52 @@ def test_two_processes_train_like_one_process_on_the_same_global_batches(tmp_pat
     step_multi, params_multi = final_params(workdir / "manifold")
     assert step_single == step_multi == 200
     assert_bit_identical(params_multi, params_single)
+
+
+IMAGE_CONFIG = """
+import sys
+sys.path.insert(0, {configs!r})
+import fashion_mnist
+
+def get_config(arg=""):
+    config = fashion_mnist.get_config("preactresnet18,manifold,epochs=1")
+    config.model = dict(name="mlp", widths=(64, 64), activation="relu", dtype="float32")
+    config.mix.layers = (1, 2)
+    config.data.update(dict(labels_per_class=100, manual_dir={manual!r}, data_dir={data_dir!r}))
+    config.log_every_steps = 5
+    return config
+"""
+
+
+@needs_fashion_mnist
+def test_two_processes_on_real_images_prepare_once_augment_and_evaluate_like_one(tmp_path):
+    """TFDS preparation into one shared data_dir, on-device crop/flip, and the gathered
+    full evaluation (ECE, FGSM) across two processes equal a 2-device single process."""
+    config_file = tmp_path / "images.py"
+    config_file.write_text(IMAGE_CONFIG.format(configs=str(ROOT / "configs"),
+                                               manual=str(FASHION_MNIST),
+                                               data_dir=str(tmp_path / "tfds")))
+    base = [sys.executable, "-m", "mmix_jax.main", f"--config={config_file}"]
+    port = free_port()
+    processes = [subprocess.Popen(
+        base + [f"--workdir={tmp_path / 'two'}", f"--coordinator_address=127.0.0.1:{port}",
+                "--num_processes=2", f"--process_id={i}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=environment(devices=1)) for i in range(2)]
+    try:
+        errors = [p.communicate(timeout=300)[1] for p in processes]
+    except subprocess.TimeoutExpired:
+        for p in processes:
+            p.kill()
+        pytest.fail("two-process run did not finish in 300 s")
+    for p, err in zip(processes, errors):
+        assert p.returncode == 0, err[-3000:]
+    single = subprocess.run(base + [f"--workdir={tmp_path / 'one'}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300,
+                            env=environment(devices=2))
+    assert single.returncode == 0, single.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert two["processes"] == 2 and one["processes"] == 1 and two["steps"] == one["steps"] == 10
+    for key in ("train_accuracy", "test_accuracy", "test_nll", "test_ece", "fgsm_accuracy"):
+        assert two[key] == one[key], key
