@@ -16,7 +16,6 @@ shapes and prints the ratio ours/theirs.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import pathlib

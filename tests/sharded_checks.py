@@ -14,7 +14,7 @@ from mmix_jax.mixup import MixSpec
 from mmix_jax.models import get_model
 from mmix_jax.optim import paper_sgd, step_schedule
 from mmix_jax.state import create_train_state
-from mmix_jax.step import mixup_loss, mixup_step
+from mmix_jax.step import mixup_step
 
 GLOBAL_BATCH = 32
 
