@@ -112,6 +112,30 @@ def checkpoint_settings(config: ml_collections.ConfigDict, steps_per_epoch: int)
                               async_save=bool(ckpt.get("async_save", True)))
 
 
+def mesh_for(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
+    """The mesh over all devices, after checking that both batch sizes split over it."""
+    mesh = parallel.make_mesh()
+    try:
+        parallel.check_divisible(config.batch_size, mesh)
+        parallel.check_divisible(config.eval_batch_size, mesh, "config.eval_batch_size")
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return mesh
+
+
+def initial_state(config: ml_collections.ConfigDict, batches: TrainBatches,
+                  init_key: jax.Array) -> tuple[TrainState, Any]:
+    """A fresh TrainState with the paper's SGD, and the learning-rate schedule (per step)."""
+    opt = config.optimizer
+    schedule = step_schedule(opt.learning_rate,
+                             [m * batches.steps_per_epoch for m in opt.milestones],
+                             opt.decay_factor)
+    tx = paper_sgd(schedule, momentum=opt.momentum, nesterov=opt.nesterov,
+                   weight_decay=opt.weight_decay)
+    sample_input = jnp.zeros(batches[0]["image"].shape, jnp.float32)
+    return create_train_state(build_model(config), tx, init_key, sample_input), schedule
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                        splits: Splits | None = None) -> RunResult:
     """Trains one configuration (resuming from workdir/checkpoints), evaluates, summarises."""
@@ -119,23 +143,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     if jax.process_index() == 0:
         write_json_atomically(workdir / "config.json", config.to_dict())
     splits = splits or load_dataset(config.data, config.seed, config.num_classes)
-    mesh = parallel.make_mesh()
-    try:
-        parallel.check_divisible(config.batch_size, mesh)
-        parallel.check_divisible(config.eval_batch_size, mesh, "config.eval_batch_size")
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    mesh = mesh_for(config)
     batches = TrainBatches(splits.train, config.batch_size, config.seed)
     total_steps = config.num_epochs * batches.steps_per_epoch
-    opt = config.optimizer
-    schedule = step_schedule(opt.learning_rate,
-                             [m * batches.steps_per_epoch for m in opt.milestones],
-                             opt.decay_factor)
-    tx = paper_sgd(schedule, momentum=opt.momentum, nesterov=opt.nesterov,
-                   weight_decay=opt.weight_decay)
     init_key, step_key = jax.random.split(jax.random.key(config.seed))
-    sample_input = jnp.zeros(batches[0]["image"].shape, jnp.float32)
-    state = create_train_state(build_model(config), tx, init_key, sample_input)
+    state, schedule = initial_state(config, batches, init_key)
     checkpoints = Checkpoints(workdir, checkpoint_settings(config, batches.steps_per_epoch))
     restored = checkpoints.restore_latest(abstract_like(state, parallel.replicated(mesh)),
                                           config.to_dict())
@@ -241,13 +253,9 @@ def evaluate_test_split(config: ml_collections.ConfigDict, state: TrainState, sp
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                         splits: Splits) -> dict[str, Any]:
     """Restores the newest checkpoint in `workdir` and runs the full test evaluation."""
-    mesh = parallel.make_mesh()
+    mesh = mesh_for(config)
     batches = TrainBatches(splits.train, config.batch_size, config.seed)
-    tx = paper_sgd(step_schedule(config.optimizer.learning_rate, [], 1.0),
-                   momentum=config.optimizer.momentum, nesterov=config.optimizer.nesterov,
-                   weight_decay=config.optimizer.weight_decay)
-    state = create_train_state(build_model(config), tx, jax.random.key(0),
-                               jnp.zeros(batches[0]["image"].shape, jnp.float32))
+    state, _ = initial_state(config, batches, jax.random.key(config.seed))  # the restore target
     checkpoints = Checkpoints(workdir, checkpoint_settings(config, batches.steps_per_epoch))
     try:
         restored = checkpoints.restore_latest(abstract_like(state, parallel.replicated(mesh)),
