@@ -26,6 +26,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from mmix_jax import parallel
+from mmix_jax.data.augment import standardize
 from mmix_jax.data.pipeline import ArrayDataset, eval_batches
 from mmix_jax.losses import nll
 from mmix_jax.state import TrainState
@@ -50,9 +51,7 @@ class InputSpace:
         return images / 255.0 if self.mean is not None else images
 
     def to_model(self, pixels: jax.Array) -> jax.Array:
-        if self.mean is None:
-            return pixels
-        return (pixels - jnp.asarray(self.mean, jnp.float32)) / jnp.asarray(self.std, jnp.float32)
+        return pixels if self.mean is None else standardize(pixels, self.mean, self.std)
 
     def clip(self, pixels: jax.Array) -> jax.Array:
         return jnp.clip(pixels, 0.0, 1.0) if self.mean is not None else pixels

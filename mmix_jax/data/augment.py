@@ -42,12 +42,15 @@ def random_flip(rng: jax.Array, images: jax.Array) -> jax.Array:
     return jnp.where(flip, images[:, :, ::-1, :], images)
 
 
+def standardize(pixels: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
+    """Pixels in [0, 1] → (pixels − mean) / std per channel (float32)."""
+    return (pixels - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
 def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float],
               dtype=jnp.float32) -> jax.Array:
     """uint8 pixels → (x/255 − mean) / std per channel, in `dtype`."""
-    mean = jnp.asarray(mean, jnp.float32)
-    std = jnp.asarray(std, jnp.float32)
-    return ((images.astype(jnp.float32) / 255.0 - mean) / std).astype(dtype)
+    return standardize(images.astype(jnp.float32) / 255.0, mean, std).astype(dtype)
 
 
 def augment(rng: jax.Array, images: jax.Array, *, crop_padding: int, flip: bool) -> jax.Array:
