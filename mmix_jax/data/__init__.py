@@ -48,14 +48,16 @@ def load_image_dataset(data_config: ml_collections.ConfigDict, num_classes: int,
     """A TFDS dataset prepared and read into memory, subset and validated as configured."""
     source = IMAGE_SOURCES[data_config.name]
     args = (source.tfds_name, data_config.get("data_dir", ""), data_config.get("manual_dir", ""))
+    # Process 0 prepares first, so that hosts sharing a data_dir never write it together;
+    # the others then find it prepared (or prepare their own local copy).
+    first = jax.process_index() == 0
+    if first:
+        builder = prepare(*args)
     if jax.process_count() > 1:
-        # Process 0 prepares first, so that hosts sharing a data_dir never write it together;
-        # the others then find it prepared (or prepare their own local copy).
         from jax.experimental import multihost_utils
-        if jax.process_index() == 0:
-            prepare(*args)
         multihost_utils.sync_global_devices("mmix_jax: dataset prepared")
-    builder = prepare(*args)
+    if not first:
+        builder = prepare(*args)
     train = read_split(builder, source.train_split)
     test = read_split(builder, source.test_split)
     shape = data_config.get("image_shape") or source.image_shape
