@@ -74,3 +74,23 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def run_two_processes(argv, timeout=300):
+    """Runs `argv` (a CLI command) as 2 processes of one JAX job on 127.0.0.1, one CPU device
+    each; kills both on timeout. Returns [(returncode, stderr)] per process."""
+    import pytest
+
+    port = free_port()
+    processes = [subprocess.Popen(
+        [*argv, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+         f"--process_id={i}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=environment(devices=1)) for i in range(2)]
+    try:
+        errors = [p.communicate(timeout=timeout)[1] for p in processes]
+    except subprocess.TimeoutExpired:
+        for p in processes:
+            p.kill()
+        pytest.fail(f"two-process run did not finish in {timeout} s")
+    return [(p.returncode, err) for p, err in zip(processes, errors)]

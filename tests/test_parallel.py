@@ -4,10 +4,9 @@ import json
 import subprocess
 import sys
 
-import pytest
 
-from cli_runs import (ROOT, assert_bit_identical, command, environment, final_params, free_port,
-                      run)
+from cli_runs import (ROOT, assert_bit_identical, command, environment, final_params, run,
+                      run_two_processes)
 from test_data_tfds import FASHION_MNIST, needs_fashion_mnist
 
 
@@ -37,22 +36,10 @@ def test_two_processes_train_like_one_process_on_the_same_global_batches(tmp_pat
     single = run(tmp_path / "single", *short, devices=2)
     assert single.returncode == 0, single.stderr[-3000:]
 
-    port = free_port()
     workdir = tmp_path / "two_processes"
-    processes = [subprocess.Popen(
-        command(workdir, *short, f"--coordinator_address=127.0.0.1:{port}",
-                "--num_processes=2", f"--process_id={i}"),
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env=environment(devices=1)) for i in range(2)]
-    try:
-        errors = [p.communicate(timeout=300)[1] for p in processes]
-    except subprocess.TimeoutExpired:
-        for p in processes:
-            p.kill()
-        pytest.fail("two-process run did not finish in 300 s")
-    for p, err in zip(processes, errors):
+    for returncode, err in run_two_processes(command(workdir, *short)):
         # Each process ends with multihost_utils.assert_equal(params): identical on both.
-        assert p.returncode == 0, err[-3000:]
+        assert returncode == 0, err[-3000:]
     summary = json.loads((workdir / "manifold" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["devices"] == 2
     step_single, params_single = final_params(tmp_path / "single" / "manifold")
@@ -85,20 +72,8 @@ def test_two_processes_on_real_images_prepare_once_augment_and_evaluate_like_one
                                                manual=str(FASHION_MNIST),
                                                data_dir=str(tmp_path / "tfds")))
     base = [sys.executable, "-m", "mmix_jax.main", f"--config={config_file}"]
-    port = free_port()
-    processes = [subprocess.Popen(
-        base + [f"--workdir={tmp_path / 'two'}", f"--coordinator_address=127.0.0.1:{port}",
-                "--num_processes=2", f"--process_id={i}"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env=environment(devices=1)) for i in range(2)]
-    try:
-        errors = [p.communicate(timeout=300)[1] for p in processes]
-    except subprocess.TimeoutExpired:
-        for p in processes:
-            p.kill()
-        pytest.fail("two-process run did not finish in 300 s")
-    for p, err in zip(processes, errors):
-        assert p.returncode == 0, err[-3000:]
+    for returncode, err in run_two_processes(base + [f"--workdir={tmp_path / 'two'}"]):
+        assert returncode == 0, err[-3000:]
     single = subprocess.run(base + [f"--workdir={tmp_path / 'one'}"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300,
                             env=environment(devices=2))
