@@ -7,6 +7,10 @@ program with one line naming what is wrong, before anything is computed or writt
 
 Multi-host: pass --coordinator_address/--num_processes/--process_id (one process per host or
 per GPU), or --distributed alone where JAX detects the cluster itself (Cloud TPU, SLURM, ...).
+
+CPU hosts: --cpu_devices=N splits the CPU into N devices (one per core) so that the data-parallel
+step runs on every core; --cpu_tuning applies the XLA:CPU flags measured faster for convolutional
+nets (mmix_jax/host.py, README "Performance").
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mmix_jax import train
+from mmix_jax import host, train
 from mmix_jax.errors import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -35,6 +39,12 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "host:port of process 0, for multi-process runs.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", 0, "Split the CPU into this many JAX devices, e.g. one per core, so that the "
+    "data-parallel step uses every core (0: JAX's default, one CPU device).", lower_bound=0)
+_CPU_TUNING = flags.DEFINE_bool(
+    "cpu_tuning", False, "Apply the XLA:CPU flags of mmix_jax.host.CPU_TUNING_XLA_FLAGS "
+    "(single-threaded devices, Eigen convolutions); use with --cpu_devices.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 _CHATTY_LIBRARIES = ("/orbax/", "/clu/", "/jax/_src/")
@@ -62,6 +72,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.get_absl_handler().addFilter(_QuietLibraryInfo())
+    host.configure_cpu(_CPU_DEVICES.value, _CPU_TUNING.value)
     initialize_distributed()
     try:
         if _MODE.value == "evaluate":

@@ -303,7 +303,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
     grid_axis = np.linspace(-1.6, 1.6, 161, dtype=np.float32)
     summaries, panels = {}, []
     for name, single, run_dir in runs:
-        logging.info("training %s in %s", name or "the config", run_dir)
+        logging.info("training %s in %s on %d %s device(s)", name or "the config", run_dir,
+                     jax.device_count(), jax.default_backend())
         result = train_and_evaluate(single, run_dir, splits)
         if two_d:
             probs = _two_d_report(result, splits, grid_axis, single.eval_batch_size)

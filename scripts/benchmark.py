@@ -11,6 +11,9 @@ shapes and prints the ratio ours/theirs.
 
     python scripts/benchmark.py --models preactresnet18 --batch-sizes 128 --torch
     python scripts/benchmark.py --smoke        # seconds: a tiny model, a few steps (CI)
+    python scripts/benchmark.py --cpu-devices 2 --cpu-tuning --cross-device-bn --torch  # CPU
+
+The step timed is the one `mmix-train` runs (jit of shard_map over the mesh of all devices).
 """
 
 from __future__ import annotations
@@ -33,13 +36,13 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from mmix_jax.configuration import DTYPES  # noqa: E402
+from mmix_jax import host, parallel  # noqa: E402
 from mmix_jax.data.augment import augment, normalize  # noqa: E402
 from mmix_jax.data.pipeline import ArrayDataset, TrainBatches  # noqa: E402
 from mmix_jax.mixup import MixSpec  # noqa: E402
 from mmix_jax.models import get_model  # noqa: E402
 from mmix_jax.optim import paper_sgd, step_schedule  # noqa: E402
 from mmix_jax.state import create_train_state  # noqa: E402
-from mmix_jax.step import mixup_step  # noqa: E402
 
 MODES = {"erm": (0.0, ()), "input": (1.0, (0,)), "manifold": (2.0, (0, 1, 2))}
 TORCH_REF = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "bench" / "torch_ref_step.py"
@@ -62,26 +65,32 @@ def time_windows(run_steps: Callable[[int], Any], steps: int, windows: int) -> l
 
 
 def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args) -> dict:
+    """Times the step `mmix-train` runs: jit(shard_map(crop/flip/normalise + mixup_step)) with the
+    batch sharded over every device of the mesh (one device unless --cpu-devices)."""
     alpha, layers = MODES[mode]
     model_kwargs = {"width": args.width} if args.width and model_name.startswith("preact") else {}
+    if args.cross_device_bn:
+        model_kwargs["bn_axis"] = parallel.DATA_AXIS
     model = get_model(model_name, num_classes=args.num_classes, dtype=DTYPES[dtype], **model_kwargs)
     spec = MixSpec(num_classes=args.num_classes, alpha=alpha, mix_layers=layers, loss="bce")
     shape = (batch_size, args.image_size, args.image_size, 3)
+    mesh = parallel.make_mesh()
+    parallel.check_divisible(batch_size, mesh, "--batch-sizes")
     tx = paper_sgd(step_schedule(0.1, [], 0.1))
-    state = create_train_state(model, tx, jax.random.key(0), jnp.zeros(shape, jnp.float32))
+    state = parallel.replicate(
+        create_train_state(model, tx, jax.random.key(0), jnp.zeros(shape, jnp.float32)), mesh)
     key = jax.random.key(1)
 
-    def preprocess_and_step(state, batch, rng):
-        aug_rng, step_rng = jax.random.split(rng)
-        images = augment(aug_rng, batch["image"], crop_padding=2, flip=True)
+    def preprocess(rng, batch):
+        images = augment(rng, batch["image"], crop_padding=2, flip=True)
         images = normalize(images, CIFAR_MEAN, CIFAR_STD, DTYPES[dtype])
-        return mixup_step(state, {"image": images, "label": batch["label"]}, step_rng, config=spec)
+        return {"image": images, "label": batch["label"]}
 
-    step = jax.jit(preprocess_and_step, donate_argnums=0)
+    step = parallel.make_train_step(spec, mesh, preprocess=preprocess)
     rng = np.random.default_rng(0)
-    device_batch = jax.device_put({
+    device_batch = parallel.shard_batch({
         "image": rng.integers(0, 256, shape, dtype=np.uint8),
-        "label": rng.integers(0, args.num_classes, batch_size).astype(np.int32)})
+        "label": rng.integers(0, args.num_classes, batch_size).astype(np.int32)}, mesh)
 
     start = time.perf_counter()
     compiled = step.lower(state, device_batch, key).compile()
@@ -90,7 +99,8 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
     try:
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
-        flops = float(cost.get("flops")) if cost and cost.get("flops") else None
+        # XLA reports the per-device program of the shard_map; the step is all devices' work.
+        flops = float(cost.get("flops")) * mesh.devices.size if cost and cost.get("flops") else None
     except Exception:  # noqa: BLE001 - not every backend reports costs
         pass
 
@@ -111,6 +121,7 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
     line = {
         "case": "step", "model": model_name, "mode": mode, "batch": batch_size, "dtype": dtype,
         "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
+        "devices": mesh.devices.size, "cross_device_bn": args.cross_device_bn,
         "jax": jax.__version__, "compile_s": round(compile_s, 3),
         "step_s_median": median, "step_s_min": min(times), "step_s_max": max(times),
         "images_per_s": batch_size / median, "windows": args.windows, "steps_per_window": args.steps,
@@ -127,7 +138,7 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
         def run_from_host(n: int):
             metrics = None
             for _ in range(n):
-                host = batches[holder["step"]]
+                host = parallel.shard_batch(batches[holder["step"]], mesh)
                 holder["state"], metrics = step(holder["state"], host,
                                                 jax.random.fold_in(key, holder["step"]))
                 holder["step"] += 1
@@ -171,6 +182,12 @@ def parse_args(argv=None):
     parser.add_argument("--torch-ref", type=pathlib.Path, default=TORCH_REF.resolve())
     parser.add_argument("--torch-steps", type=int, default=5)
     parser.add_argument("--torch-threads", type=int, default=0)
+    parser.add_argument("--cpu-devices", type=int, default=0,
+                        help="split the CPU into this many JAX devices (0: JAX's default)")
+    parser.add_argument("--cpu-tuning", action="store_true",
+                        help="apply mmix_jax.host.CPU_TUNING_XLA_FLAGS")
+    parser.add_argument("--cross-device-bn", action="store_true",
+                        help="BatchNorm statistics over the global batch (as one device computes)")
     parser.add_argument("--smoke", action="store_true",
                         help="a tiny PreActResNet18 (width 4, 16x16), 2 steps: checks the harness")
     args = parser.parse_args(argv)
@@ -182,6 +199,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    host.configure_cpu(args.cpu_devices, args.cpu_tuning)
     print(json.dumps({"case": "environment", "python": platform.python_version(),
                       "jax": jax.__version__, "backend": jax.default_backend(),
                       "devices": [d.device_kind for d in jax.devices()],

@@ -22,3 +22,16 @@ def test_benchmark_smoke_lines_are_well_formed():
         assert line["images_per_s"] > 0 and line["pipeline_images_per_s"] > 0
         assert line["compile_s"] > 0 and line["jax"] and line["device_kind"]
     assert lines[3]["manifold_over_erm_step_time"] > 0
+
+
+def test_benchmark_smoke_on_two_tuned_cpu_devices_reports_them():
+    result = subprocess.run([sys.executable, "scripts/benchmark.py", "--smoke", "--modes", "manifold",
+                             "--cpu-devices", "2", "--cpu-tuning", "--cross-device-bn"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [line["case"] for line in lines] == ["environment", "step"]
+    assert lines[0]["devices"] == ["cpu", "cpu"]
+    assert "--xla_cpu_multi_thread_eigen=false" in lines[0]["xla_flags"]
+    step = lines[1]
+    assert step["devices"] == 2 and step["cross_device_bn"] is True and step["images_per_s"] > 0

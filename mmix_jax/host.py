@@ -1,0 +1,53 @@
+"""CPU host set-up that has to happen before JAX starts its backends.
+
+Measured on a 2-core AVX-512 host (jax 0.10.2, batch 128; README "Performance"): XLA:CPU's
+default YNNPACK convolutions were about 2× slower than its Eigen ones (PreActResNet18's first
+3×3 conv, forward + both gradients: 517 vs 228 ms), and an Eigen convolution on two threads was
+no faster than on one (68 vs 64 ms). So the host is split into one JAX device per core, the
+data-parallel `shard_map` step keeps every core busy, and the flags below keep each device
+single-threaded with its convolutions on Eigen. Nothing here is applied unless asked for: the
+flags are host specific, so measure on your host with `scripts/benchmark.py`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+
+# Each device single-threaded (one device per core does the parallelism); YNNPACK only for
+# reductions, where it measured slightly faster, and not for convolutions, where it was 2× slower.
+CPU_TUNING_XLA_FLAGS = (
+    "--xla_cpu_multi_thread_eigen=false",
+    "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE",
+)
+
+
+class HostSetupError(RuntimeError):
+    """The CPU set-up was asked for after JAX had already started its backends."""
+
+
+def configure_cpu(devices: int = 0, tuning: bool = False) -> None:
+    """Splits the CPU into `devices` JAX devices (0: JAX's default) and with `tuning` appends
+    CPU_TUNING_XLA_FLAGS to XLA_FLAGS. Call it right after `import jax`, before any computation.
+    """
+    if devices < 0:
+        raise ValueError(f"cpu devices = {devices} is invalid: use 0 (JAX's default) or a "
+                         "positive count, e.g. the number of cores.")
+    if not devices and not tuning:
+        return
+    from jax._src import xla_bridge  # the only way to ask whether backends have started
+
+    if xla_bridge.backends_are_initialized():
+        raise HostSetupError(
+            "the CPU set-up (cpu devices / cpu tuning) must come before the first JAX "
+            "computation; call mmix_jax.host.configure_cpu right after `import jax`.")
+    if devices:
+        jax.config.update("jax_num_cpu_devices", devices)
+    if tuning:
+        present = os.environ.get("XLA_FLAGS", "").split()
+        missing = [flag for flag in CPU_TUNING_XLA_FLAGS if flag not in present]
+        os.environ["XLA_FLAGS"] = " ".join(present + missing)
+
+
+__all__ = ["CPU_TUNING_XLA_FLAGS", "HostSetupError", "configure_cpu"]
