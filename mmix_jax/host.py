@@ -5,10 +5,11 @@ default YNNPACK convolutions were about 2× slower than its Eigen ones (PreActRe
 3×3 conv, forward + both gradients: 517 vs 228 ms), and an Eigen convolution on two threads was
 no faster than on one (68 vs 64 ms). So the host is split into one JAX device per core, the
 data-parallel `shard_map` step keeps every core busy, and the flags below keep each device
-single-threaded with its convolutions on Eigen. On that (virtual) host most of the gain is the
-Eigen path: one single-threaded device ran the whole batch as fast as two devices did (3.17 s
-vs 3.0–3.16 s per step), because two independent processes pinned to the two cores together
-ran only 1.1× faster than one alone; on hosts whose cores scale, the split helps more.
+single-threaded with its convolutions on Eigen. Most of the gain is the Eigen path: the
+step pinned to one core ran 64 images in 2.76 s, and two devices ran 128 in 2.9–3.1 s (1.9×
+the throughput of one core). Even one "single-threaded" device kept both cores of that host
+busy (XLA:CPU runs independent operations and loop fusions on its own thread pool), which is
+why it was within 10 % of two devices there; on hosts with more cores, the split helps more.
 Nothing here is applied unless asked for: the flags are host specific, so measure on your host
 with `scripts/benchmark.py`.
 """
