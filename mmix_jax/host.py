@@ -8,8 +8,8 @@ data-parallel `shard_map` step keeps every core busy, and the flags below keep e
 single-threaded with its convolutions on Eigen. Most of the gain is the Eigen path: the
 step pinned to one core ran 64 images in 2.76 s, and two devices ran 128 in 2.9–3.1 s (1.9×
 the throughput of one core). Even one "single-threaded" device kept both cores of that host
-busy (XLA:CPU runs independent operations and loop fusions on its own thread pool), which is
-why it was within 10 % of two devices there; on hosts with more cores, the split helps more.
+busy (CPU time / wall time 1.9; only Eigen's own threading is off), so it was within 10 % of
+two devices there; on hosts with more cores, the split helps more.
 Nothing here is applied unless asked for: the flags are host specific, so measure on your host
 with `scripts/benchmark.py`.
 """
