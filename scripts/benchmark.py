@@ -7,11 +7,15 @@ the median step time and its spread over repeated timed windows (each window end
 --pipeline it also times the same step fed by the real input path (uint8 batches gathered on
 the host from an in-memory CIFAR-size set, sent to the device, cropped/flipped/normalised
 inside the compiled step). With --torch it runs ../shared/bench/torch_ref_step.py on the same
-shapes and prints the ratio ours/theirs.
+shapes and prints the ratio ours/theirs. The reference runs in this process's environment (so
+GLIBC_TUNABLES, which speeds up both, applies to both); --torch-malloc default also or instead
+runs it with GLIBC_TUNABLES removed, as PyTorch is usually run.
 
     python scripts/benchmark.py --models preactresnet18 --batch-sizes 128 --torch
     python scripts/benchmark.py --smoke        # seconds: a tiny model, a few steps (CI)
     python scripts/benchmark.py --cpu-devices 2 --cpu-tuning --cross-device-bn --torch  # CPU
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python scripts/benchmark.py --cpu-devices 2 \
+        --cpu-tuning --torch --torch-malloc both    # + huge pages, torch with and without
 
 The step timed is the one `mmix-train` runs (jit of shard_map over the mesh of all devices).
 """
@@ -122,7 +126,7 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
         "case": "step", "model": model_name, "mode": mode, "batch": batch_size, "dtype": dtype,
         "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
         "devices": mesh.devices.size, "cross_device_bn": args.cross_device_bn,
-        "jax": jax.__version__, "compile_s": round(compile_s, 3),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""), "jax": jax.__version__, "compile_s": round(compile_s, 3),
         "step_s_median": median, "step_s_min": min(times), "step_s_max": max(times),
         "images_per_s": batch_size / median, "windows": args.windows, "steps_per_window": args.steps,
         "peak_memory_bytes": peak_memory_bytes(),
@@ -152,16 +156,27 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
     return line
 
 
-def torch_reference(mode: str, batch_size: int, args) -> dict:
+def torch_environments(choice: str) -> list[dict[str, str]]:
+    """The environments to run the PyTorch reference in: this process's ("same"), this one
+    without GLIBC_TUNABLES ("default"), or both."""
+    same = dict(os.environ)
+    default = {key: value for key, value in os.environ.items() if key != "GLIBC_TUNABLES"}
+    return {"same": [same], "default": [default], "both": [same, default]}[choice]
+
+
+def torch_reference(mode: str, batch_size: int, args, env: dict[str, str]) -> dict:
+    """One run of the PyTorch reference step in a subprocess with environment `env`."""
     command = [sys.executable, str(args.torch_ref), "--batch", str(batch_size), "--steps",
                str(args.torch_steps), "--mode", mode, "--size", str(args.image_size)]
     if args.torch_threads:
         command += ["--threads", str(args.torch_threads)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    tunables = env.get("GLIBC_TUNABLES", "")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
     if result.returncode != 0:
-        return {"case": "torch", "mode": mode, "batch": batch_size,
+        return {"case": "torch", "mode": mode, "batch": batch_size, "glibc_tunables": tunables,
                 "skipped": result.stderr.strip().splitlines()[-1:]}
-    return {"case": "torch", **json.loads(result.stdout.strip().splitlines()[-1])}
+    return {"case": "torch", **json.loads(result.stdout.strip().splitlines()[-1]),
+            "glibc_tunables": tunables}
 
 
 def parse_args(argv=None):
@@ -182,6 +197,9 @@ def parse_args(argv=None):
     parser.add_argument("--torch-ref", type=pathlib.Path, default=TORCH_REF.resolve())
     parser.add_argument("--torch-steps", type=int, default=5)
     parser.add_argument("--torch-threads", type=int, default=0)
+    parser.add_argument("--torch-malloc", choices=("same", "default", "both"), default="same",
+                        help="run the reference with this process's GLIBC_TUNABLES (same), "
+                             "without them (default), or once each (both)")
     parser.add_argument("--cpu-devices", type=int, default=0,
                         help="split the CPU into this many JAX devices (0: JAX's default)")
     parser.add_argument("--cpu-tuning", action="store_true",
@@ -203,7 +221,8 @@ def main(argv=None) -> int:
     print(json.dumps({"case": "environment", "python": platform.python_version(),
                       "jax": jax.__version__, "backend": jax.default_backend(),
                       "devices": [d.device_kind for d in jax.devices()],
-                      "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", "")}),
+                      "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                      "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}),
           flush=True)
     for model_name in args.models.split(","):
         for batch_size in map(int, args.batch_sizes.split(",")):
@@ -221,14 +240,16 @@ def main(argv=None) -> int:
                         flush=True)
                 if args.torch:
                     for mode, ours in by_mode.items():
-                        theirs = torch_reference(mode, batch_size, args)
-                        print(json.dumps(theirs), flush=True)
-                        if "images_per_s" in theirs:
-                            print(json.dumps({
-                                "case": "ratio", "model": model_name, "mode": mode,
-                                "batch": batch_size, "dtype": dtype,
-                                "ours_over_torch_images_per_s":
-                                    ours["images_per_s"] / theirs["images_per_s"]}), flush=True)
+                        for env in torch_environments(args.torch_malloc):
+                            theirs = torch_reference(mode, batch_size, args, env)
+                            print(json.dumps(theirs), flush=True)
+                            if "images_per_s" in theirs:
+                                print(json.dumps({
+                                    "case": "ratio", "model": model_name, "mode": mode,
+                                    "batch": batch_size, "dtype": dtype,
+                                    "torch_glibc_tunables": theirs["glibc_tunables"],
+                                    "ours_over_torch_images_per_s":
+                                        ours["images_per_s"] / theirs["images_per_s"]}), flush=True)
     return 0
 
 
