@@ -22,12 +22,16 @@ print(json.dumps({{"devices": jax.device_count(), "xla_flags": os.environ.get("X
 """
 
 
-def probe(count, tuning, **env):
+def run_probe(count, tuning, env):
+    """The probe in a subprocess with environment `env`; it must succeed."""
     result = subprocess.run([sys.executable, "-c", PROBE.format(devices=count, tuning=tuning)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env=environment(**env))
+                            cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return result
+
+
+def probe(count, tuning, **env):
+    return json.loads(run_probe(count, tuning, environment(**env)).stdout.strip().splitlines()[-1])
 
 
 def test_cpu_devices_and_tuning_flags_are_applied_once():
@@ -111,10 +115,7 @@ def probe_stderr(tuning, glibc_tunables=None):
     env = {k: v for k, v in environment().items() if k != "GLIBC_TUNABLES"}
     if glibc_tunables is not None:
         env["GLIBC_TUNABLES"] = glibc_tunables
-    result = subprocess.run([sys.executable, "-c", PROBE.format(devices=2, tuning=tuning)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stderr
+    return run_probe(2, tuning, env).stderr
 
 
 @glibc_only
