@@ -9,13 +9,22 @@ the host from an in-memory CIFAR-size set, sent to the device, cropped/flipped/n
 inside the compiled step). With --torch it runs ../shared/bench/torch_ref_step.py on the same
 shapes and prints the ratio ours/theirs. The reference runs in this process's environment (so
 GLIBC_TUNABLES, which speeds up both, applies to both); --torch-malloc default also or instead
-runs it with GLIBC_TUNABLES removed, as PyTorch is usually run.
+runs it with GLIBC_TUNABLES removed, as PyTorch is usually run; --torch-device cuda runs it on
+the GPU (scripts/torch_on_device.py sets PyTorch's default device, the reference is unchanged).
+
+Each step line also gives the model FLOPs of the step (mmix_jax.flops: conv and matmul FLOPs of
+the forward pass × 3, independent of what XLA executes), model TFLOP/s and, where the device's
+dense peak is known (mmix_jax.flops.PEAK_FLOPS) or given with --peak-tflops, the model-FLOPs
+utilisation (MFU). With --profile-dir, one extra window per case runs under jax.profiler.trace
+(after the timed windows, so tracing never slows them); open it in TensorBoard or Perfetto.
 
     python scripts/benchmark.py --models preactresnet18 --batch-sizes 128 --torch
     python scripts/benchmark.py --smoke        # seconds: a tiny model, a few steps (CI)
     python scripts/benchmark.py --cpu-devices 2 --cpu-tuning --cross-device-bn --torch  # CPU
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python scripts/benchmark.py --cpu-devices 2 \
         --cpu-tuning --torch --torch-malloc both    # + huge pages, torch with and without
+    python scripts/benchmark.py --batch-sizes 512 --dtypes bfloat16,float32 --pipeline \
+        --torch --torch-device cuda --profile-dir /tmp/mmix_trace   # one GPU
 
 The step timed is the one `mmix-train` runs (jit of shard_map over the mesh of all devices).
 """
@@ -40,7 +49,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from mmix_jax.configuration import DTYPES  # noqa: E402
-from mmix_jax import host, parallel  # noqa: E402
+from mmix_jax import flops as model_flops, host, parallel  # noqa: E402
 from mmix_jax.data.augment import augment, normalize  # noqa: E402
 from mmix_jax.data.pipeline import ArrayDataset, TrainBatches  # noqa: E402
 from mmix_jax.mixup import MixSpec  # noqa: E402
@@ -50,6 +59,7 @@ from mmix_jax.state import create_train_state  # noqa: E402
 
 MODES = {"erm": (0.0, ()), "input": (1.0, (0,)), "manifold": (2.0, (0, 1, 2))}
 TORCH_REF = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "bench" / "torch_ref_step.py"
+TORCH_ON_DEVICE = pathlib.Path(__file__).resolve().parent / "torch_on_device.py"
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
@@ -66,6 +76,14 @@ def time_windows(run_steps: Callable[[int], Any], steps: int, windows: int) -> l
         jax.block_until_ready(run_steps(steps))
         times.append((time.perf_counter() - start) / steps)
     return times
+
+
+def profile_window(run_steps: Callable[[int], Any], steps: int, directory: pathlib.Path) -> str:
+    """Runs `steps` more steps under jax.profiler.trace into `directory` (TensorBoard layout)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with jax.profiler.trace(str(directory)):
+        jax.block_until_ready(run_steps(steps))
+    return str(directory)
 
 
 def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args) -> dict:
@@ -122,6 +140,10 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
     jax.block_until_ready(holder["state"])
     times = time_windows(run_on_device_batch, args.steps, args.windows)
     median = statistics.median(times)
+    step_model_flops = batch_size * model_flops.train_flops_per_example(
+        model, shape[1:], DTYPES[dtype])
+    peak = (args.peak_tflops * 1e12 if args.peak_tflops
+            else model_flops.peak_flops_per_s(jax.devices()[0].device_kind, dtype))
     line = {
         "case": "step", "model": model_name, "mode": mode, "batch": batch_size, "dtype": dtype,
         "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
@@ -133,7 +155,14 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
         "peak_memory_bytes": peak_memory_bytes(),
         "xla_flops_per_step": flops,
         "tflops_per_s": flops / median / 1e12 if flops else None,
+        "model_flops_per_step": step_model_flops,
+        "model_tflops_per_s": step_model_flops / median / 1e12,
+        "peak_tflops_per_device": peak / 1e12 if peak else None,
+        "mfu": step_model_flops / median / (peak * mesh.devices.size) if peak else None,
     }
+    if args.profile_dir:
+        line["profile_dir"] = profile_window(run_on_device_batch, args.steps, pathlib.Path(
+            args.profile_dir) / f"{model_name}-{mode}-b{batch_size}-{dtype}")
 
     if args.pipeline:
         dataset = ArrayDataset(rng.integers(0, 256, (args.pipeline_examples,) + shape[1:], np.uint8),
@@ -169,15 +198,17 @@ def torch_reference(mode: str, batch_size: int, args, env: dict[str, str]) -> di
     """One run of the PyTorch reference step in a subprocess with environment `env`."""
     command = [sys.executable, str(args.torch_ref), "--batch", str(batch_size), "--steps",
                str(args.torch_steps), "--mode", mode, "--size", str(args.image_size)]
+    if args.torch_device != "cpu":
+        command[1:1] = [str(TORCH_ON_DEVICE), args.torch_device]
     if args.torch_threads:
         command += ["--threads", str(args.torch_threads)]
     tunables = env.get("GLIBC_TUNABLES", "")
     result = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
     if result.returncode != 0:
         return {"case": "torch", "mode": mode, "batch": batch_size, "glibc_tunables": tunables,
-                "skipped": result.stderr.strip().splitlines()[-1:]}
+                "device": args.torch_device, "skipped": result.stderr.strip().splitlines()[-1:]}
     return {"case": "torch", **json.loads(result.stdout.strip().splitlines()[-1]),
-            "glibc_tunables": tunables}
+            "device": args.torch_device, "glibc_tunables": tunables}
 
 
 def parse_args(argv=None):
@@ -201,6 +232,13 @@ def parse_args(argv=None):
     parser.add_argument("--torch-malloc", choices=("same", "default", "both"), default="same",
                         help="run the reference with this process's GLIBC_TUNABLES (same), "
                              "without them (default), or once each (both)")
+    parser.add_argument("--torch-device", default="cpu",
+                        help="PyTorch device for the reference, e.g. cuda (default cpu)")
+    parser.add_argument("--peak-tflops", type=float, default=0.0,
+                        help="dense peak TFLOP/s of one device for the MFU (0: look the device "
+                             "kind up in mmix_jax.flops.PEAK_FLOPS; unknown there: no MFU)")
+    parser.add_argument("--profile-dir", default="",
+                        help="write a jax.profiler trace of one extra window per case here")
     parser.add_argument("--cpu-devices", type=int, default=0,
                         help="split the CPU into this many JAX devices (0: JAX's default)")
     parser.add_argument("--cpu-tuning", action="store_true",

@@ -24,6 +24,8 @@ def test_benchmark_smoke_lines_are_well_formed():
         assert line["step_s_min"] <= line["step_s_median"] <= line["step_s_max"]
         assert line["images_per_s"] > 0 and line["pipeline_images_per_s"] > 0
         assert line["compile_s"] > 0 and line["jax"] and line["device_kind"]
+        # No peak is known for a CPU and none was given: model FLOP/s but no utilisation.
+        assert line["model_tflops_per_s"] > 0 and line["mfu"] is None
     assert lines[3]["manifold_over_erm_step_time"] > 0
 
 
@@ -68,3 +70,70 @@ def test_benchmark_runs_the_reference_with_and_without_glibc_tunables(tmp_path):
     for reference, ratio in ((same, lines[3]), (default, lines[5])):
         assert ratio["torch_glibc_tunables"] == reference["glibc_tunables"]
         assert ratio["ours_over_torch_images_per_s"] == pytest.approx(step["images_per_s"] / 100.0)
+
+
+def test_benchmark_reports_model_flops_mfu_and_writes_a_trace(tmp_path):
+    """Model FLOPs are the smoke model's train FLOPs × batch; the MFU divides the achieved model
+    FLOP/s by the given peak; --profile-dir leaves a trace of one extra window."""
+    from mmix_jax import flops
+    from mmix_jax.models import get_model
+
+    result = subprocess.run([sys.executable, "scripts/benchmark.py", "--smoke", "--modes", "erm",
+                             "--peak-tflops", "0.5", "--profile-dir", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    step = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")][1]
+    smoke_model = get_model("preactresnet18", num_classes=10, width=4)
+    assert step["model_flops_per_step"] == 8 * 3 * flops.forward_flops_per_example(smoke_model, (16, 16, 3))
+    assert step["model_tflops_per_s"] == pytest.approx(
+        step["model_flops_per_step"] / step["step_s_median"] / 1e12)
+    assert step["peak_tflops_per_device"] == 0.5
+    assert step["mfu"] == pytest.approx(step["model_tflops_per_s"] / 0.5)
+    traces = list(pathlib.Path(step["profile_dir"]).rglob("*.xplane.pb"))
+    assert pathlib.Path(step["profile_dir"]).parent == tmp_path and traces, step["profile_dir"]
+
+
+FAKE_TORCH = """
+calls = []
+def set_default_device(device):
+    calls.append(device)
+"""
+
+SCRIPT_SEEING_THE_DEVICE = """
+import json, sys, torch
+print(json.dumps({"argv": sys.argv, "default_device_calls": torch.calls, "name": __name__}))
+"""
+
+
+def test_torch_on_device_sets_the_default_device_before_running_the_script(tmp_path):
+    """The shim runs the script as __main__ with its own arguments, after setting PyTorch's
+    default device (a stand-in `torch` records the call, so no PyTorch is needed)."""
+    (tmp_path / "torch.py").write_text(FAKE_TORCH)
+    script = tmp_path / "reference.py"
+    script.write_text(SCRIPT_SEEING_THE_DEVICE)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    result = subprocess.run([sys.executable, "scripts/torch_on_device.py", "cuda", str(script),
+                             "--batch", "512"], cwd=ROOT, capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen == {"argv": [str(script), "--batch", "512"], "default_device_calls": ["cuda"],
+                    "name": "__main__"}
+
+
+def test_benchmark_runs_the_reference_through_the_device_shim(tmp_path):
+    """--torch-device cuda: the reference runs under torch_on_device.py and its line says so."""
+    (tmp_path / "torch.py").write_text(FAKE_TORCH)
+    fake = tmp_path / "fake_reference.py"
+    fake.write_text("import json, sys, torch\n"
+                    "print(json.dumps({'images_per_s': 50.0, 'calls': torch.calls}))\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    result = subprocess.run([sys.executable, "scripts/benchmark.py", "--smoke", "--modes", "erm",
+                             "--torch", "--torch-ref", str(fake), "--torch-device", "cuda"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    torch_line = lines[2]
+    assert torch_line["case"] == "torch" and torch_line["device"] == "cuda"
+    assert torch_line["calls"] == ["cuda"]
+    assert lines[3]["ours_over_torch_images_per_s"] == pytest.approx(lines[1]["images_per_s"] / 50.0)
