@@ -1,5 +1,6 @@
 """scripts/benchmark.py in smoke mode produces well-formed JSON lines (no timing asserted)."""
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -121,19 +122,27 @@ def test_torch_on_device_sets_the_default_device_before_running_the_script(tmp_p
                     "name": "__main__"}
 
 
-def test_benchmark_runs_the_reference_through_the_device_shim(tmp_path):
+def load_benchmark_module():
+    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_runs_the_reference_through_the_device_shim(tmp_path, monkeypatch):
     """--torch-device cuda: the reference runs under torch_on_device.py and its line says so."""
     (tmp_path / "torch.py").write_text(FAKE_TORCH)
     fake = tmp_path / "fake_reference.py"
     fake.write_text("import json, sys, torch\n"
-                    "print(json.dumps({'images_per_s': 50.0, 'calls': torch.calls}))\n")
+                    "print(json.dumps({'images_per_s': 50.0, 'calls': torch.calls,\n"
+                    "                  'argv': sys.argv[1:]}))\n")
+    benchmark = load_benchmark_module()
+    args = benchmark.parse_args(["--torch", "--torch-ref", str(fake), "--torch-device", "cuda",
+                                 "--batch-sizes", "512"])
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    result = subprocess.run([sys.executable, "scripts/benchmark.py", "--smoke", "--modes", "erm",
-                             "--torch", "--torch-ref", str(fake), "--torch-device", "cuda"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    torch_line = lines[2]
-    assert torch_line["case"] == "torch" and torch_line["device"] == "cuda"
-    assert torch_line["calls"] == ["cuda"]
-    assert lines[3]["ours_over_torch_images_per_s"] == pytest.approx(lines[1]["images_per_s"] / 50.0)
+    line = benchmark.torch_reference("manifold", 512, args, env)
+    assert line["case"] == "torch" and line["device"] == "cuda" and line["calls"] == ["cuda"]
+    assert line["argv"][:6] == ["--batch", "512", "--steps", "5", "--mode", "manifold"]
+    on_cpu = benchmark.torch_reference("manifold", 512, benchmark.parse_args(
+        ["--torch", "--torch-ref", str(fake)]), env)
+    assert on_cpu["device"] == "cpu" and on_cpu["calls"] == []  # run directly, no shim
