@@ -42,6 +42,15 @@ def test_cpu_devices_and_tuning_flags_are_applied_once():
         assert flags.count(flag) == 1
 
 
+def test_a_tuning_flag_the_user_set_keeps_the_users_value():
+    """XLA takes the last value of a repeated flag, so appending ours would override the user."""
+    own = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE"
+    assert own not in host.CPU_TUNING_XLA_FLAGS  # else this test would prove nothing
+    flags = probe(0, True, XLA_FLAGS=own)["xla_flags"].split()
+    assert [f for f in flags if f.startswith("--xla_cpu_experimental_ynn_fusion_type=")] == [own]
+    assert "--xla_cpu_multi_thread_eigen=false" in flags  # the flags the user did not set are added
+
+
 def test_cpu_devices_overrides_a_forced_device_count_and_keeps_other_flags():
     seen = probe(2, False, devices=8)
     assert seen["devices"] == 2
