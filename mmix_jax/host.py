@@ -10,6 +10,8 @@ step pinned to one core ran 64 images in 2.76 s, and two devices ran 128 in 2.9�
 the throughput of one core). Even one "single-threaded" device kept both cores of that host
 busy (CPU time / wall time 1.9; only Eigen's own threading is off), so it was within 10 % of
 two devices there; on hosts with more cores, the split helps more.
+On a second, faster 2-core host (Zen 5), YNNPACK's elementwise fusions (now in the flags below)
+made the one-core step 7–9 % faster and the two-device step 2–7 %; see CPU_TUNING_XLA_FLAGS.
 Nothing here is applied unless asked for: the flags are host specific, so measure on your host
 with `scripts/benchmark.py`.
 
