@@ -37,3 +37,23 @@ def test_spirals_job_trains_all_three_methods_and_writes_figure_and_summary(tmp_
          f"--workdir={workdir}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "already holds a finished run" in again.stderr
     assert json.loads((workdir / "summary.json").read_text()) == summary
+
+
+def test_a_second_run_reuses_the_compiled_step_from_the_persistent_cache(tmp_path):
+    """config.compilation_cache_dir: the first run writes the train step's executable there, a
+    second run with the same config finds it (no new entry: the cache key did not change)."""
+    cache = tmp_path / "compilation_cache"
+
+    def train(name):
+        result = subprocess.run(
+            [sys.executable, "-m", "mmix_jax.main", "--config=configs/default.py:manifold",
+             f"--workdir={tmp_path / name}", "--config.num_epochs=1", "--config.data.num_train=200",
+             "--config.batch_size=10", "--config.optimizer.milestones=()",
+             f"--config.compilation_cache_dir={cache}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return sorted(path.name for path in cache.iterdir() if path.name.endswith("-cache"))
+
+    first = train("first")
+    assert any(name.startswith("jit_per_device") for name in first), first  # the train step
+    assert train("second") == first
