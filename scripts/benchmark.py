@@ -8,9 +8,10 @@ the median step time and its spread over repeated timed windows (each window end
 the host from an in-memory CIFAR-size set, sent to the device, cropped/flipped/normalised
 inside the compiled step). With --torch it runs ../shared/bench/torch_ref_step.py on the same
 shapes and prints the ratio ours/theirs. The reference runs in this process's environment (so
-GLIBC_TUNABLES, which speeds up both, applies to both); --torch-malloc default also or instead
-runs it with GLIBC_TUNABLES removed, as PyTorch is usually run; --torch-device cuda runs it on
-the GPU (scripts/torch_on_device.py sets PyTorch's default device, the reference is unchanged).
+the allocator set-up, GLIBC_TUNABLES or a preloaded tcmalloc/jemalloc, which speeds up both,
+applies to both); --torch-malloc default also or instead runs it without those variables, as
+PyTorch is usually run; every line records them. --torch-device cuda runs it on the GPU
+(scripts/torch_on_device.py sets PyTorch's default device, the reference is unchanged).
 
 Each step line also gives the model FLOPs of the step (mmix_jax.flops: conv and matmul FLOPs of
 the forward pass × 3, independent of what XLA executes), model TFLOP/s and, where the device's
@@ -23,6 +24,8 @@ utilisation (MFU). With --profile-dir, one extra window per case runs under jax.
     python scripts/benchmark.py --cpu-devices 2 --cpu-tuning --cross-device-bn --torch  # CPU
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python scripts/benchmark.py --cpu-devices 2 \
         --cpu-tuning --torch --torch-malloc both    # + huge pages, torch with and without
+    LD_PRELOAD=libtcmalloc_minimal.so.4 python scripts/benchmark.py --cpu-devices 2 \
+        --cpu-tuning --torch --torch-malloc both    # tcmalloc (Debian: libtcmalloc-minimal4)
     python scripts/benchmark.py --batch-sizes 512 --dtypes bfloat16,float32 --pipeline \
         --torch --torch-device cuda --profile-dir /tmp/mmix_trace   # one GPU
 
@@ -148,7 +151,7 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
         "case": "step", "model": model_name, "mode": mode, "batch": batch_size, "dtype": dtype,
         "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
         "devices": mesh.devices.size, "cross_device_bn": args.cross_device_bn,
-        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""), "jax": jax.__version__,
+        **allocator_environment(), "jax": jax.__version__,
         "compile_s": round(compile_s, 3),
         "step_s_median": median, "step_s_min": min(times), "step_s_max": max(times),
         "images_per_s": batch_size / median, "windows": args.windows, "steps_per_window": args.steps,
@@ -186,11 +189,20 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
     return line
 
 
+# What changes the C allocator of a process: glibc's tunables, a preloaded malloc, jemalloc's options.
+ALLOCATOR_VARIABLES = ("GLIBC_TUNABLES", "LD_PRELOAD", "MALLOC_CONF")
+
+
+def allocator_environment(env=os.environ) -> dict[str, str]:
+    """The allocator variables of `env` by lower-case name ("" where unset), for the JSON lines."""
+    return {name.lower(): env.get(name, "") for name in ALLOCATOR_VARIABLES}
+
+
 def torch_environments(choice: str) -> list[dict[str, str]]:
     """The environments to run the PyTorch reference in: this process's ("same"), this one
-    without GLIBC_TUNABLES ("default"), or both."""
+    without the allocator variables, as PyTorch is usually run ("default"), or both."""
     same = dict(os.environ)
-    default = {key: value for key, value in os.environ.items() if key != "GLIBC_TUNABLES"}
+    default = {key: value for key, value in os.environ.items() if key not in ALLOCATOR_VARIABLES}
     return {"same": [same], "default": [default], "both": [same, default]}[choice]
 
 
@@ -202,13 +214,13 @@ def torch_reference(mode: str, batch_size: int, args, env: dict[str, str]) -> di
         command[1:1] = [str(TORCH_ON_DEVICE), args.torch_device]
     if args.torch_threads:
         command += ["--threads", str(args.torch_threads)]
-    tunables = env.get("GLIBC_TUNABLES", "")
+    allocator = allocator_environment(env)
     result = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
     if result.returncode != 0:
-        return {"case": "torch", "mode": mode, "batch": batch_size, "glibc_tunables": tunables,
+        return {"case": "torch", "mode": mode, "batch": batch_size, **allocator,
                 "device": args.torch_device, "skipped": result.stderr.strip().splitlines()[-1:]}
     return {"case": "torch", **json.loads(result.stdout.strip().splitlines()[-1]),
-            "device": args.torch_device, "glibc_tunables": tunables}
+            "device": args.torch_device, **allocator}
 
 
 def parse_args(argv=None):
@@ -230,8 +242,9 @@ def parse_args(argv=None):
     parser.add_argument("--torch-steps", type=int, default=5)
     parser.add_argument("--torch-threads", type=int, default=0)
     parser.add_argument("--torch-malloc", choices=("same", "default", "both"), default="same",
-                        help="run the reference with this process's GLIBC_TUNABLES (same), "
-                             "without them (default), or once each (both)")
+                        help="run the reference with this process's allocator variables "
+                             "(GLIBC_TUNABLES, LD_PRELOAD, MALLOC_CONF: same), without them "
+                             "(default), or once each (both)")
     parser.add_argument("--torch-device", default="cpu",
                         help="PyTorch device for the reference, e.g. cuda (default cpu)")
     parser.add_argument("--peak-tflops", type=float, default=0.0,
@@ -261,7 +274,7 @@ def main(argv=None) -> int:
                       "jax": jax.__version__, "backend": jax.default_backend(),
                       "devices": [d.device_kind for d in jax.devices()],
                       "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                      "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}),
+                      **allocator_environment()}),
           flush=True)
     for model_name in args.models.split(","):
         for batch_size in map(int, args.batch_sizes.split(",")):
@@ -286,7 +299,8 @@ def main(argv=None) -> int:
                                 print(json.dumps({
                                     "case": "ratio", "model": model_name, "mode": mode,
                                     "batch": batch_size, "dtype": dtype,
-                                    "torch_glibc_tunables": theirs["glibc_tunables"],
+                                    **{f"torch_{name}": value for name, value
+                                       in allocator_environment(env).items()},
                                     "ours_over_torch_images_per_s":
                                         ours["images_per_s"] / theirs["images_per_s"]}), flush=True)
     return 0

@@ -146,3 +146,22 @@ def test_benchmark_runs_the_reference_through_the_device_shim(tmp_path, monkeypa
     on_cpu = benchmark.torch_reference("manifold", 512, benchmark.parse_args(
         ["--torch", "--torch-ref", str(fake)]), env)
     assert on_cpu["device"] == "cpu" and on_cpu["calls"] == []  # run directly, no shim
+
+
+def test_the_default_reference_environment_drops_every_allocator_variable(monkeypatch):
+    """--torch-malloc default runs PyTorch as usually run: no glibc tunables, no preloaded malloc,
+    no jemalloc options; "same" keeps them, and each line names what its run had."""
+    benchmark = load_benchmark_module()
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    monkeypatch.setenv("MALLOC_CONF", "thp:always")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    same, default = benchmark.torch_environments("both")
+    for name in ("GLIBC_TUNABLES", "LD_PRELOAD", "MALLOC_CONF"):
+        assert name in same and name not in default
+    assert same["OMP_NUM_THREADS"] == default["OMP_NUM_THREADS"] == "2"  # the rest is kept
+    assert benchmark.allocator_environment(same) == {
+        "glibc_tunables": "glibc.malloc.hugetlb=1", "malloc_conf": "thp:always",
+        "ld_preload": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}
+    assert benchmark.allocator_environment(default) == {
+        "glibc_tunables": "", "ld_preload": "", "malloc_conf": ""}

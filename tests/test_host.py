@@ -114,6 +114,18 @@ def test_huge_page_tunable_is_recognised_only_when_exactly_set(tunables, expecte
     assert host.malloc_uses_huge_pages({}) is False
 
 
+@pytest.mark.parametrize("preload, expected", [
+    ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "tcmalloc"),
+    ("libjemalloc.so.2", "jemalloc"),
+    ("/opt/lib/libfoo.so:/usr/lib/libmimalloc.so.2", "mimalloc"),
+    ("/opt/lib/libfoo.so /opt/lib/libtcmalloc.so.4", "tcmalloc"),
+    ("/opt/jemalloc/lib/libfoo.so", None),  # the directory name does not count
+    ("", None),
+])
+def test_a_preloaded_replacement_allocator_is_recognised(preload, expected):
+    assert host.preloaded_allocator({"LD_PRELOAD": preload}) == expected
+
+
 glibc_only = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
     reason="GLIBC_TUNABLES only means something to glibc on Linux")
@@ -139,3 +151,9 @@ def test_cpu_tuning_without_huge_pages_says_how_to_start_the_command():
 def test_no_malloc_hint_with_huge_pages_set_or_without_cpu_tuning():
     assert "GLIBC_TUNABLES" not in probe_stderr(True, "glibc.malloc.hugetlb=1")
     assert "GLIBC_TUNABLES" not in probe_stderr(False)
+
+
+@glibc_only
+def test_no_malloc_hint_where_another_allocator_is_preloaded():
+    assert "GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in host.malloc_hint({})
+    assert host.malloc_hint({"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}) is None
