@@ -299,8 +299,8 @@ def main(argv=None) -> int:
                                 print(json.dumps({
                                     "case": "ratio", "model": model_name, "mode": mode,
                                     "batch": batch_size, "dtype": dtype,
-                                    **{f"torch_{name}": value for name, value
-                                       in allocator_environment(env).items()},
+                                    **{f"torch_{name.lower()}": theirs[name.lower()]
+                                       for name in ALLOCATOR_VARIABLES},
                                     "ours_over_torch_images_per_s":
                                         ours["images_per_s"] / theirs["images_per_s"]}), flush=True)
     return 0

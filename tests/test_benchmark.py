@@ -129,7 +129,7 @@ def load_benchmark_module():
     return module
 
 
-def test_benchmark_runs_the_reference_through_the_device_shim(tmp_path, monkeypatch):
+def test_benchmark_runs_the_reference_through_the_device_shim(tmp_path):
     """--torch-device cuda: the reference runs under torch_on_device.py and its line says so."""
     (tmp_path / "torch.py").write_text(FAKE_TORCH)
     fake = tmp_path / "fake_reference.py"
