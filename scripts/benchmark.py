@@ -206,6 +206,12 @@ def torch_environments(choice: str) -> list[dict[str, str]]:
     return {"same": [same], "default": [default], "both": [same, default]}[choice]
 
 
+def same_model_as_reference(model_name: str, args) -> bool:
+    """Whether our case is the reference's network: PreActResNet18, width 64, 10 classes (the
+    image size and batch are passed on to it). A ratio against another model compares nothing."""
+    return model_name == "preactresnet18" and args.width in (0, 64) and args.num_classes == 10
+
+
 def torch_reference(mode: str, batch_size: int, args, env: dict[str, str]) -> dict:
     """One run of the PyTorch reference step in a subprocess with environment `env`."""
     command = [sys.executable, str(args.torch_ref), "--batch", str(batch_size), "--steps",
@@ -301,6 +307,7 @@ def main(argv=None) -> int:
                                     "batch": batch_size, "dtype": dtype,
                                     **{f"torch_{name.lower()}": theirs[name.lower()]
                                        for name in ALLOCATOR_VARIABLES},
+                                    "same_model": same_model_as_reference(model_name, args),
                                     "ours_over_torch_images_per_s":
                                         ours["images_per_s"] / theirs["images_per_s"]}), flush=True)
     return 0

@@ -70,6 +70,7 @@ def test_benchmark_runs_the_reference_with_and_without_glibc_tunables(tmp_path):
     assert default["seen_tunables"] == default["glibc_tunables"] == ""
     for reference, ratio in ((same, lines[3]), (default, lines[5])):
         assert ratio["torch_glibc_tunables"] == reference["glibc_tunables"]
+        assert ratio["same_model"] is False  # the smoke model is 4 wide, the reference 64
         assert ratio["ours_over_torch_images_per_s"] == pytest.approx(step["images_per_s"] / 100.0)
 
 
@@ -165,3 +166,12 @@ def test_the_default_reference_environment_drops_every_allocator_variable(monkey
         "ld_preload": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}
     assert benchmark.allocator_environment(default) == {
         "glibc_tunables": "", "ld_preload": "", "malloc_conf": ""}
+
+
+def test_a_ratio_is_marked_comparable_only_for_the_references_network():
+    benchmark = load_benchmark_module()
+    assert benchmark.same_model_as_reference("preactresnet18", benchmark.parse_args([]))
+    assert benchmark.same_model_as_reference("preactresnet18", benchmark.parse_args(["--width", "64"]))
+    for model, argv in (("preactresnet18", ["--smoke"]), ("preactresnet18", ["--num-classes", "100"]),
+                        ("preactresnet34", []), ("wrn28_10", [])):
+        assert not benchmark.same_model_as_reference(model, benchmark.parse_args(argv)), (model, argv)
