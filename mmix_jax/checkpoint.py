@@ -124,6 +124,15 @@ class Checkpoints:
         self._manager.close()
         self._manager = self._open()
 
+    def best_step(self) -> Optional[int]:
+        """The kept step with the best `best_metric` (None without a metric or checkpoints)."""
+        return self._manager.best_step() if self.settings.best_metric else None
+
+    def restore_step(self, step: int, abstract_state: Any) -> Any:
+        """The state saved at `step`, placed like `abstract_state`."""
+        return self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state)))["state"]
+
     def restore_latest(self, abstract_state: Any, config: dict[str, Any]) -> Optional[Any]:
         """The newest readable state (placed like `abstract_state`), or None if there is none.
 

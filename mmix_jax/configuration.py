@@ -12,16 +12,18 @@ from typing import Any, Iterator
 import jax.numpy as jnp
 import ml_collections
 
-from mmix_jax.data import DATASET_NAMES, IMAGE_SOURCES
+from mmix_jax.data import DATASET_NAMES, IMAGE_SOURCES, NORMALIZATIONS, NPZ
 from mmix_jax.errors import ConfigError
+from mmix_jax.evaluate import FGSM_SPACES
 from mmix_jax.losses import LOSS_NAMES
 from mmix_jax.mixup import MixSpec
 from mmix_jax.parallel import DATA_AXIS
 from mmix_jax.models import MODEL_NAMES, MixableModel, get_model
+from mmix_jax.models.init import INIT_SCHEMES
 
 # Models with BatchNorm layers (statistics per device, or across devices on request).
 BATCH_NORM_MODELS = ("preactresnet18", "preactresnet34", "preactresnet50", "preactresnet101",
-                     "preactresnet152", "wrn", "wrn28_10")
+                     "preactresnet152", "wrn", "wrn28_10", "wrn28_10_standard")
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -41,6 +43,7 @@ def build_model(config: ml_collections.ConfigDict) -> MixableModel:
     kwargs = config.model.to_dict()
     name = kwargs.pop("name")
     dtype = kwargs.pop("dtype", "float32")
+    kwargs.pop("init", None)  # how parameters are drawn: create_train_state's business
     if name not in MODEL_NAMES:
         raise _invalid("model.name", name, f"choose one of {MODEL_NAMES}")
     if dtype not in DTYPES:
@@ -55,6 +58,11 @@ def build_model(config: ml_collections.ConfigDict) -> MixableModel:
     except TypeError as error:
         raise ConfigError(f"config.model = {config.model.to_dict()} is invalid for model {name!r}: "
                           f"{error}.") from None
+
+
+def init_scheme(config: ml_collections.ConfigDict) -> str:
+    """config.model.init: "he" (the model's own initialisers) or "torch" (PyTorch's defaults)."""
+    return config.model.get("init", "he")
 
 
 def mix_spec(config: ml_collections.ConfigDict) -> MixSpec:
@@ -95,16 +103,30 @@ def _check_single(config: ml_collections.ConfigDict) -> None:
             or num_classes <= 1:
         raise _invalid("num_classes", num_classes, "must be an integer >= 2")
     source = IMAGE_SOURCES.get(config.data.name)
-    if source is not None:
-        if num_classes != source.num_classes:
-            raise _invalid("num_classes", num_classes,
-                           f"{config.data.name} has {source.num_classes} classes")
+    if source is not None and num_classes != source.num_classes:
+        raise _invalid("num_classes", num_classes,
+                       f"{config.data.name} has {source.num_classes} classes")
+    if config.data.name == NPZ and not config.data.get("path"):
+        raise _invalid("data.path", config.data.get("path"), "give the .npz file to read")
+    if source is not None or config.data.name == NPZ:
         padding = config.data.get("crop_padding", 0)
         if not isinstance(padding, numbers.Integral) or padding < 0:
             raise _invalid("data.crop_padding", padding, "must be an integer >= 0 (0: no crop)")
         per_class = config.data.get("labels_per_class", 0)
         if not isinstance(per_class, numbers.Integral) or per_class < 0:
             raise _invalid("data.labels_per_class", per_class, "must be an integer >= 0 (0: all)")
+        for key in ("validation_per_class", "test_per_class"):
+            count = config.data.get(key, 0)
+            if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
+                raise _invalid(f"data.{key}", count, "must be an integer >= 0 (0: none)")
+        normalization = config.data.get("normalization", "per_channel")
+        if normalization not in NORMALIZATIONS:
+            raise _invalid("data.normalization", normalization, f"choose one of {NORMALIZATIONS}")
+    if init_scheme(config) not in INIT_SCHEMES:
+        raise _invalid("model.init", init_scheme(config), f"choose one of {INIT_SCHEMES}")
+    fgsm_space = (config.get("eval") or {}).get("fgsm_space", "normalized")
+    if fgsm_space not in FGSM_SPACES:
+        raise _invalid("eval.fgsm_space", fgsm_space, f"choose one of {FGSM_SPACES}")
     for key in ("batch_size", "eval_batch_size", "num_epochs", "log_every_steps"):
         _positive_int(config, key)
     if config.loss not in LOSS_NAMES:

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from mmix_jax.models.init import initialize_params
+
 
 class TrainState(train_state.TrainState):
     """flax's TrainState plus the BatchNorm running statistics ({} for models without BN)."""
@@ -25,10 +27,15 @@ class TrainState(train_state.TrainState):
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
-                       example_input: jax.Array) -> TrainState:
-    """Initialises `model` on `example_input` ([B, ...], values unused) and the optimizer state."""
+                       example_input: jax.Array, init: str = "he") -> TrainState:
+    """Initialises `model` on `example_input` ([B, ...], values unused) and the optimizer state.
+
+    `init`: "he" keeps the model's own initialisers; "torch" redraws the parameters as
+    PyTorch's layer defaults (mmix_jax.models.init), as the paper's code had them.
+    """
     variables = model.init(rng, jnp.zeros_like(example_input), train=False)
-    state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+    params = initialize_params(variables["params"], init, jax.random.fold_in(rng, 1))
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                               batch_stats=variables.get("batch_stats", {}))
     # A concrete int32 step (not Python's 0): the state entering step 1 then has the same
     # signature as every later one, and the jitted step compiles once.

@@ -25,7 +25,8 @@ from jax.experimental import multihost_utils
 
 from mmix_jax import figures, parallel
 from mmix_jax.checkpoint import CheckpointSettings, Checkpoints, abstract_like
-from mmix_jax.configuration import ConfigError, build_model, check_config, mix_spec, variants
+from mmix_jax.configuration import (ConfigError, build_model, check_config, init_scheme, mix_spec,
+                                    variants)
 from mmix_jax.data import (ArrayDataset, Splits, TrainBatches, eval_preprocess, load_dataset,
                            off_data_grid, train_preprocess)
 from mmix_jax.evaluate import (InputSpace, eval_settings, evaluate_dataset, full_evaluation,
@@ -35,6 +36,8 @@ from mmix_jax.state import TrainState, create_train_state
 
 SUMMARY_FILE = "summary.json"
 EVALUATION_FILE = "evaluation.json"
+VAL_SELECTED_FILE = "evaluation_val_selected.json"
+HISTORY_FILE = "history.json"
 
 
 class WorkdirError(RuntimeError):
@@ -102,14 +105,45 @@ class PreemptedError(SystemExit):
         self.step, self.path = step, path
 
 
-def checkpoint_settings(config: ml_collections.ConfigDict, steps_per_epoch: int) -> CheckpointSettings:
-    """config.checkpoint: every_steps (or, if 0/absent, every_epochs), keep, best_metric, ..."""
+def checkpoint_settings(config: ml_collections.ConfigDict, steps_per_epoch: int,
+                        has_validation: bool = False) -> CheckpointSettings:
+    """config.checkpoint: every_steps (or, if 0/absent, every_epochs), keep, best_metric, ...
+
+    With a validation split the kept best checkpoint is the one reported as "validation
+    selected", so its metric must be a validation one (val_accuracy or val_nll). best_metric
+    "auto": val_accuracy with a validation split, else test_accuracy (kept, never reported).
+    """
     ckpt = config.get("checkpoint") or ml_collections.ConfigDict()
     every = ckpt.get("every_steps") or steps_per_epoch * (ckpt.get("every_epochs") or 1)
+    best_metric = ckpt.get("best_metric", "test_accuracy") or None
+    if best_metric == "auto":
+        best_metric = "val_accuracy" if has_validation else "test_accuracy"
+    if has_validation and not (best_metric or "").startswith("val_"):
+        raise ConfigError(f"config.checkpoint.best_metric = {best_metric!r} is invalid with a "
+                          "validation split: the best checkpoint is chosen on it, so set "
+                          "'val_accuracy' (best_mode 'max') or 'val_nll' (best_mode 'min').")
     return CheckpointSettings(every_steps=int(every), keep=int(ckpt.get("keep", 3)),
-                              best_metric=ckpt.get("best_metric", "test_accuracy") or None,
-                              best_mode=ckpt.get("best_mode", "max"),
+                              best_metric=best_metric, best_mode=ckpt.get("best_mode", "max"),
                               async_save=bool(ckpt.get("async_save", True)))
+
+
+class History:
+    """The metrics of every evaluation during training (workdir/history.json), resumable:
+    entries after the step a run resumes from are dropped, as that run will redo them."""
+
+    def __init__(self, workdir: pathlib.Path, resumed_step: int):
+        self.path = workdir / HISTORY_FILE
+        entries = json.loads(self.path.read_text()) if self.path.exists() else []
+        self.entries = [e for e in entries if e["step"] <= resumed_step]
+
+    def add(self, entry: dict[str, float]) -> None:
+        self.entries = [e for e in self.entries if e["step"] != entry["step"]] + [entry]
+        if jax.process_index() == 0:
+            write_json_atomically(self.path, self.entries)
+
+    def best(self, key: str) -> dict[str, float]:
+        """The earliest entry with the lowest `key` (e.g. the best test error seen)."""
+        return min(self.entries, key=lambda e: (e[key], e["step"]))
 
 
 def mesh_for(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
@@ -133,7 +167,8 @@ def initial_state(config: ml_collections.ConfigDict, batches: TrainBatches,
     tx = paper_sgd(schedule, momentum=opt.momentum, nesterov=opt.nesterov,
                    weight_decay=opt.weight_decay)
     sample_input = jnp.zeros(batches[0]["image"].shape, jnp.float32)
-    return create_train_state(build_model(config), tx, init_key, sample_input), schedule
+    return (create_train_state(build_model(config), tx, init_key, sample_input,
+                               init=init_scheme(config)), schedule)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
@@ -148,11 +183,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     total_steps = config.num_epochs * batches.steps_per_epoch
     init_key, step_key = jax.random.split(jax.random.key(config.seed))
     state, schedule = initial_state(config, batches, init_key)
-    checkpoints = Checkpoints(workdir, checkpoint_settings(config, batches.steps_per_epoch))
-    restored = checkpoints.restore_latest(abstract_like(state, parallel.replicated(mesh)),
-                                          config.to_dict())
+    checkpoints = Checkpoints(workdir, checkpoint_settings(config, batches.steps_per_epoch,
+                                                           splits.validation is not None))
+    abstract_state = abstract_like(state, parallel.replicated(mesh))
+    restored = checkpoints.restore_latest(abstract_state, config.to_dict())
     state = restored if restored is not None else parallel.replicate(state, mesh)
     start_step = int(jax.device_get(state.step))
+    history = History(workdir, start_step)
     train_step = parallel.make_train_step(mix_spec(config), mesh,
                                           preprocess=train_preprocess(config.data, splits))
     eval_step = parallel.make_eval_step(mesh, preprocess=eval_preprocess(splits))
@@ -162,6 +199,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
 
     def save(step: int) -> None:
         metrics = {f"test_{k}": v for k, v in evaluate(splits.test).items()}
+        if splits.validation is not None:
+            metrics.update({f"val_{k}": v for k, v in evaluate(splits.validation).items()})
+        history.add({"step": step, "epoch": step / batches.steps_per_epoch, **metrics})
         blocked = checkpoints.save(step, state, config.to_dict(), metrics)
         logging.info("checkpoint %d started (blocked %.3f s; %s)", step, blocked,
                      ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
@@ -203,6 +243,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
         if total_steps not in checkpoints.steps():
             save(total_steps)
         checkpoints.wait()
+        val_selected = None
+        if splits.validation is not None:
+            best_step = checkpoints.best_step()
+            val_selected = evaluate_test_split(
+                config, checkpoints.restore_step(best_step, abstract_state), splits, mesh,
+                workdir, VAL_SELECTED_FILE)
     finally:
         preemption.restore()
         checkpoints.close()
@@ -212,13 +258,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     test = evaluate_test_split(config, state, splits, mesh, workdir)
     train = evaluate(splits.train)
     trained_steps = total_steps - start_step
+    best = history.best("test_error_percent")
     summary = {
         "steps": total_steps, "resumed_from_step": start_step, "compile_s": compile_s,
         "train_s": train_s, "devices": int(mesh.devices.size), "processes": jax.process_count(),
         "images_per_s": max(trained_steps - 1, 0) * config.batch_size / max(train_s, 1e-9),
         "train_accuracy": train["accuracy"], **summary_scalars(test),
+        "best_test_error_percent": best["test_error_percent"], "best_test_epoch": best["epoch"],
+        "evaluations": len(history.entries),
     }
-    writer.write_scalars(total_steps, {f"final/{k}": v for k, v in summary.items()})
+    if val_selected is not None:
+        summary.update({f"val_selected_{k}": v for k, v in summary_scalars(val_selected).items()})
+        summary["val_selected_epoch"] = val_selected["step"] / batches.steps_per_epoch
+    writer.write_scalars(total_steps, {f"final/{k}": v for k, v in summary.items()
+                                       if isinstance(v, (int, float))})
     writer.flush()
     return RunResult(state, summary)
 
@@ -228,7 +281,7 @@ def summary_scalars(evaluation: dict[str, Any]) -> dict[str, float]:
     scalars = {f"test_{key}": value for key, value in evaluation.items()
                if isinstance(value, (int, float)) and key != "step"
                and not key.startswith(("fgsm", "spectrum"))}
-    for key in ("fgsm_epsilon", "fgsm_accuracy", "spectrum_point"):
+    for key in ("fgsm_epsilon", "fgsm_space", "fgsm_accuracy", "spectrum_point"):
         if key in evaluation:
             scalars[key] = evaluation[key]
     if "spectrum" in evaluation:
@@ -238,15 +291,16 @@ def summary_scalars(evaluation: dict[str, Any]) -> dict[str, float]:
 
 
 def evaluate_test_split(config: ml_collections.ConfigDict, state: TrainState, splits: Splits,
-                        mesh: jax.sharding.Mesh, workdir: pathlib.Path) -> dict[str, Any]:
+                        mesh: jax.sharding.Mesh, workdir: pathlib.Path,
+                        filename: str = EVALUATION_FILE) -> dict[str, Any]:
     """The full evaluation (error, NLL, ECE, FGSM, spectrum) of the test split; process 0
-    writes it to workdir/evaluation.json."""
+    writes it to workdir/`filename`."""
     results = full_evaluation(state, splits.test, InputSpace(splits.mean, splits.std),
                               eval_settings(config), config.eval_batch_size, mesh,
                               config.num_classes)
     results["step"] = int(jax.device_get(state.step))
     if jax.process_index() == 0:
-        write_json_atomically(workdir / EVALUATION_FILE, results)
+        write_json_atomically(workdir / filename, results)
     return results
 
 
@@ -256,7 +310,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: pathlib.Path
     mesh = mesh_for(config)
     batches = TrainBatches(splits.train, config.batch_size, config.seed)
     state, _ = initial_state(config, batches, jax.random.key(config.seed))  # the restore target
-    checkpoints = Checkpoints(workdir, checkpoint_settings(config, batches.steps_per_epoch))
+    checkpoints = Checkpoints(workdir, checkpoint_settings(config, batches.steps_per_epoch,
+                                                           splits.validation is not None))
     try:
         restored = checkpoints.restore_latest(abstract_like(state, parallel.replicated(mesh)),
                                               config.to_dict())

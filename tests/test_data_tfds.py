@@ -80,9 +80,18 @@ def test_labels_per_class_is_balanced_and_epochs_are_different_orders_of_it(fash
     again = load_dataset(data_config(name="fashion_mnist", data_dir=str(fashion_data_dir),
                                      labels_per_class=37), seed=3)
     np.testing.assert_array_equal(again.train.images, splits.train.images)  # (seed) decides
-    with pytest.raises(DataError, match="labels_per_class = 7000, but class 0 has only 6000"):
+    # As the authors' loader: labels_per_class is at most that many (their SVHN 7325 keeps all).
+    everything = load_dataset(data_config(name="fashion_mnist", data_dir=str(fashion_data_dir),
+                                          labels_per_class=7000), seed=0)
+    np.testing.assert_array_equal(np.bincount(everything.train.labels), [6000] * 10)
+    # A validation split is held out first (balanced; disjointness: test_npz.py); too many: error.
+    held = load_dataset(data_config(name="fashion_mnist", data_dir=str(fashion_data_dir),
+                                    validation_per_class=50, labels_per_class=7000), seed=0)
+    np.testing.assert_array_equal(np.bincount(held.validation.labels), [50] * 10)
+    np.testing.assert_array_equal(np.bincount(held.train.labels), [5950] * 10)
+    with pytest.raises(DataError, match="validation_per_class = 6001, but class 0 has only 6000"):
         load_dataset(data_config(name="fashion_mnist", data_dir=str(fashion_data_dir),
-                                 labels_per_class=7000), seed=0)
+                                 validation_per_class=6001), seed=0)
 
 
 @needs_fashion_mnist

@@ -91,14 +91,41 @@ def test_fgsm_in_pixel_space_goes_through_normalisation_and_clips():
     state = linear_state(kernel, jnp.zeros((1, 2, 1, 1), jnp.float32))
     mesh = parallel.make_mesh(jax.devices()[:1])
     right = ArrayDataset(images, np.array([0], np.int32))
-    assert full_evaluation(state, right, space, EvalSettings(fgsm_epsilon=0.3), 1, mesh,
+    pixel = dict(fgsm_space="pixel")
+    assert full_evaluation(state, right, space, EvalSettings(fgsm_epsilon=0.3, **pixel), 1, mesh,
                            2)["fgsm_accuracy"] == 1.0
-    assert full_evaluation(state, right, space, EvalSettings(fgsm_epsilon=0.6), 1, mesh,
-                           2)["fgsm_accuracy"] == 0.0
+    results = full_evaluation(state, right, space, EvalSettings(fgsm_epsilon=0.6, **pixel), 1,
+                              mesh, 2)
+    assert results["fgsm_accuracy"] == 0.0
+    assert (results["fgsm_epsilon"], results["fgsm_space"]) == (0.6, "pixel")
     from mmix_jax.evaluate import fgsm_logits_fn
     wrong = {"image": jnp.asarray(images), "label": jnp.array([1], jnp.int32)}
-    logits = fgsm_logits_fn(space, 0.3)(state, wrong)
+    logits = fgsm_logits_fn(space, 0.3, "pixel")(state, wrong)
     np.testing.assert_allclose(np.asarray(logits), [[2.0, -2.0]], atol=1e-6)  # clipped: no move
+
+
+def test_fgsm_in_normalized_space_is_a_plain_unclipped_step_on_the_model_input():
+    # The authors' attack: the same image, model input (2, −2). Label 0: the step moves the
+    # input by ε·(−1, +1): ε = 1 → (1, −1) right; ε = 2.5 → (−0.5, 0.5) wrong. So ε = 0.3 in
+    # pixel units (0.3 / std = 1.2 here) is 4× stronger than ε = 0.3 in normalised units.
+    # Label 1: moved by ε·(+1, −1) past the pixel range, never clipped: (3, −3) at ε = 1.
+    kernel = [[1.0, 0.0], [0.0, 1.0]]
+    images = np.array([255, 0], np.uint8).reshape(1, 2, 1, 1)
+    space = InputSpace(mean=(0.5,), std=(0.25,))
+    state = linear_state(kernel, jnp.zeros((1, 2, 1, 1), jnp.float32))
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    right = ArrayDataset(images, np.array([0], np.int32))
+    for epsilon, accuracy in ((1.0, 1.0), (2.5, 0.0)):
+        results = full_evaluation(state, right, space, EvalSettings(fgsm_epsilon=epsilon), 1,
+                                  mesh, 2)
+        assert results["fgsm_accuracy"] == accuracy
+        assert results["fgsm_space"] == "normalized"
+    from mmix_jax.evaluate import fgsm_logits_fn
+    wrong = {"image": jnp.asarray(images), "label": jnp.array([1], jnp.int32)}
+    logits = fgsm_logits_fn(space, 1.0, "normalized")(state, wrong)
+    np.testing.assert_allclose(np.asarray(logits), [[3.0, -3.0]], atol=1e-6)
+    with pytest.raises(ValueError, match="FGSM space 'input'"):
+        fgsm_logits_fn(space, 1.0, "input")
 
 
 def test_spectrum_of_representations_with_known_rank():

@@ -33,10 +33,25 @@ def test_every_table_row_is_a_valid_config_with_the_papers_settings(file, model,
     if model == "wrn28_10":
         assert (config.num_epochs, tuple(optimizer.milestones)) == (400, (200, 300))
     else:
-        assert (config.num_epochs, tuple(optimizer.milestones)) == (1200, (400, 800))
-    # Augmentation as the paper's code: crop + flip for CIFAR, crop only for SVHN.
+        # The commands of the authors' README: 2000 epochs, ×0.1 at 500, 1000 and 1500.
+        assert (config.num_epochs, tuple(optimizer.milestones)) == (2000, (500, 1000, 1500))
+    # Augmentation as the paper's code: crop + flip for CIFAR, crop only for SVHN; SVHN
+    # normalised with mean = std = 0.5; parameters drawn as PyTorch's defaults.
     assert config.data.crop_padding == 2
     assert config.data.flip == (file != "svhn")
+    assert config.data.normalization == ("half" if file == "svhn" else "per_channel")
+    assert config.model.init == "torch"
+    assert config.eval.fgsm_space == "normalized"
+
+
+def test_the_older_1200_epoch_schedule_is_a_named_option():
+    config = importlib.import_module("cifar10").get_config("preactresnet18,schedule=legacy1200")
+    assert (config.num_epochs, tuple(config.optimizer.milestones)) == (1200, (400, 800))
+    config = importlib.import_module("cifar10").get_config(
+        "preactresnet18,schedule=legacy1200,epochs=120")
+    assert (config.num_epochs, tuple(config.optimizer.milestones)) == (120, (40, 80))
+    with pytest.raises(ValueError, match="schedule=fast; choose one of"):
+        importlib.import_module("cifar10").get_config("preactresnet18,schedule=fast")
 
 
 def test_no_method_trains_all_three_as_variants():
@@ -47,9 +62,9 @@ def test_no_method_trains_all_three_as_variants():
 
 
 @pytest.mark.parametrize("arg, epochs, milestones", [
-    ("preactresnet18,manifold,epochs=30", 30, (10, 20)),
+    ("preactresnet18,manifold,epochs=40", 40, (10, 20, 30)),
     ("wrn28_10,erm,epochs=40", 40, (20, 30)),
-    ("preactresnet18,epochs=3", 3, (1, 2)),
+    ("preactresnet18,epochs=4", 4, (1, 2, 3)),
 ])
 def test_epochs_option_scales_the_milestones(arg, epochs, milestones):
     config = importlib.import_module("cifar100").get_config(arg)

@@ -19,10 +19,74 @@ def count_params(model, shape):
 @pytest.mark.parametrize("name, expected", [
     ("preactresnet18", 11_171_146),
     ("preactresnet34", 21_279_306),
-    ("wrn28_10", 36_479_194),
+    ("wrn28_10_standard", 36_479_194),
 ])
 def test_parameter_counts(name, expected):
     assert count_params(get_model(name, num_classes=10), (1, 32, 32, 3)) == expected
+
+
+def wrn_count_by_hand(depth, k, num_classes, conv_bias):
+    """From the authors' layer list (wide_resnet.py): stem conv, 3 groups of wide_basic
+    (bn1, conv1 3×3, bn2, conv2 3×3, a 1×1 shortcut where the shape changes), bn, linear."""
+    bias = 1 if conv_bias else 0
+    total = 3 * 3 * 3 * 16 + 16 * bias
+    in_planes = 16
+    for planes in (16 * k, 32 * k, 64 * k):
+        for block in range((depth - 4) // 6):
+            total += 2 * in_planes + 9 * in_planes * planes + planes * bias
+            total += 2 * planes + 9 * planes * planes + planes * bias
+            if block == 0:  # stride 2 or a change of width: the 1×1 shortcut
+                total += in_planes * planes + planes * bias
+            in_planes = planes
+    return total + 2 * in_planes + in_planes * num_classes + num_classes
+
+
+def test_wrn28_10_is_the_authors_network():
+    assert wrn_count_by_hand(28, 10, 10, conv_bias=True) == 36_489_290  # the issue's figure
+    assert count_params(get_model("wrn28_10", num_classes=10), (1, 32, 32, 3)) == \
+        wrn_count_by_hand(28, 10, 10, conv_bias=True)
+    assert count_params(get_model("wrn28_10_standard", num_classes=10), (1, 32, 32, 3)) == \
+        wrn_count_by_hand(28, 10, 10, conv_bias=False)
+
+
+def test_authors_wide_block_strides_the_second_conv_and_shortcuts_the_raw_input():
+    from mmix_jax.models.wide_resnet import WideBlock
+    block = WideBlock(features=4, strides=2, style="authors")
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+    variables = block.init(jax.random.key(1), x, train=False)
+    params = variables["params"]
+    # conv1 keeps 8×8, conv2 halves it: its kernel sees 4 input channels, and it strides.
+    out, inter = block.apply(variables, x, train=False, capture_intermediates=True)
+    assert inter["intermediates"]["Conv_0"]["__call__"][0].shape == (2, 8, 8, 4)
+    assert inter["intermediates"]["Conv_1"]["__call__"][0].shape == (2, 4, 4, 4)
+    assert all("bias" in params[f"Conv_{i}"] for i in range(3))
+    # The shortcut is a function of the raw x: with the residual branch's last conv zeroed,
+    # the block's output equals the 1×1 strided conv of x (plus bias), not of relu(bn(x)).
+    zeroed = jax.tree.map(lambda a: a, params)
+    zeroed["Conv_1"] = {"kernel": jnp.zeros_like(params["Conv_1"]["kernel"]),
+                        "bias": jnp.zeros_like(params["Conv_1"]["bias"])}
+    out = block.apply(dict(variables, params=zeroed), x, train=False)
+    shortcut = x[:, ::2, ::2, :] @ params["Conv_2"]["kernel"][0, 0] + params["Conv_2"]["bias"]
+    np.testing.assert_allclose(np.asarray(out), np.asarray(shortcut), atol=1e-5)
+
+
+def test_authors_wrn_final_batch_norm_has_pytorch_momentum_0_9():
+    # PyTorch momentum 0.9: running = 0.1·running + 0.9·batch. From running mean 0 and a
+    # batch mean m, one train step leaves 0.9·m in the head's BatchNorm; a block's BatchNorm
+    # (PyTorch's default momentum 0.1) leaves 0.1·m.
+    model = get_model("wrn", depth=10, widen_factor=1, num_classes=3, style="authors")
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+    variables = model.init(jax.random.key(1), x, train=False)
+    _, updates = model.apply(variables, x, train=True, mutable=["batch_stats", "intermediates"],
+                             capture_intermediates=True)
+    hidden = updates["intermediates"]["groups_2"]["__call__"][0]  # the head's input
+    np.testing.assert_allclose(np.asarray(updates["batch_stats"]["head"]["BatchNorm_0"]["mean"]),
+                               0.9 * np.asarray(jnp.mean(hidden, axis=(0, 1, 2))),
+                               rtol=1e-4, atol=1e-6)
+    stem = updates["intermediates"]["stem"]["__call__"][0]  # the first block's input
+    np.testing.assert_allclose(
+        np.asarray(updates["batch_stats"]["groups_0"]["block0"]["BatchNorm_0"]["mean"]),
+        0.1 * np.asarray(jnp.mean(stem, axis=(0, 1, 2))), rtol=1e-4, atol=1e-6)
 
 
 def test_mlp_parameter_count_by_hand():

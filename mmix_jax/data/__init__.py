@@ -1,9 +1,12 @@
 """Datasets by name from the config, held in host memory as ArrayDataset splits.
 
-`config.data.name` is "spirals" (generated) or a TFDS image dataset (see IMAGE_SOURCES), with
-keys data_dir, manual_dir, labels_per_class, image_shape, crop_padding and flip. Image splits
-stay uint8 on the host; `train_preprocess` / `eval_preprocess` give the on-device functions
-(augmentation and normalisation) that run inside the compiled steps.
+`config.data.name` is "spirals" (generated), a TFDS image dataset (see IMAGE_SOURCES; keys
+data_dir, manual_dir) or "npz" (a local file: keys path, test_per_class). Image data also takes
+image_shape, crop_padding, flip, normalization ("per_channel": the training images' statistics;
+"half": mean = std = 0.5, the authors' SVHN), validation_per_class (a validation split held out
+of training) and labels_per_class (at most that many training images per class, as the
+authors' loader). Image splits stay uint8 on the host; `train_preprocess` / `eval_preprocess`
+give the on-device functions (augmentation and normalisation) inside the compiled steps.
 """
 
 from __future__ import annotations
@@ -18,11 +21,16 @@ import ml_collections
 from mmix_jax.data.augment import augment, normalize
 from mmix_jax.data.pipeline import ArrayDataset, TrainBatches, eval_batches
 from mmix_jax.data.synthetic import off_data_grid, two_spirals
-from mmix_jax.data.tfds_source import (IMAGE_SOURCES, balanced_subset, channel_statistics,
-                                       check_split, prepare, read_split)
+from mmix_jax.data.npz_source import read_npz
+from mmix_jax.data.splits import (LABELED_STREAM, TEST_STREAM, VALIDATION_STREAM,
+                                  split_per_class)
+from mmix_jax.data.tfds_source import (IMAGE_SOURCES, channel_statistics, check_split, prepare,
+                                       read_split)
 from mmix_jax.errors import DataError
 
-DATASET_NAMES: tuple[str, ...] = ("spirals",) + tuple(IMAGE_SOURCES)
+NPZ = "npz"
+DATASET_NAMES: tuple[str, ...] = ("spirals", NPZ) + tuple(IMAGE_SOURCES)
+NORMALIZATIONS = ("per_channel", "half")
 
 Batch = dict[str, jax.Array]
 
@@ -37,15 +45,15 @@ class Splits:
     num_classes: int
     mean: Optional[tuple[float, ...]] = None
     std: Optional[tuple[float, ...]] = None
+    validation: Optional[ArrayDataset] = None
 
     @property
     def is_image_data(self) -> bool:
         return self.mean is not None
 
 
-def load_image_dataset(data_config: ml_collections.ConfigDict, num_classes: int,
-                       seed: int) -> Splits:
-    """A TFDS dataset prepared and read into memory, subset and validated as configured."""
+def read_tfds(data_config: ml_collections.ConfigDict) -> tuple[ArrayDataset, ArrayDataset]:
+    """(train, test) of a TFDS dataset, prepared (offline from manual_dir if given) and read."""
     source = IMAGE_SOURCES[data_config.name]
     args = (source.tfds_name, data_config.get("data_dir", ""), data_config.get("manual_dir", ""))
     # Process 0 prepares first, so that hosts sharing a data_dir never write it together;
@@ -58,16 +66,48 @@ def load_image_dataset(data_config: ml_collections.ConfigDict, num_classes: int,
         multihost_utils.sync_global_devices("mmix_jax: dataset prepared")
     if not first:
         builder = prepare(*args)
-    train = read_split(builder, source.train_split)
-    test = read_split(builder, source.test_split)
-    shape = data_config.get("image_shape") or source.image_shape
-    check_split(train, f"{data_config.name} split {source.train_split!r}", shape, num_classes)
-    check_split(test, f"{data_config.name} split {source.test_split!r}", shape, num_classes)
+    return read_split(builder, source.train_split), read_split(builder, source.test_split)
+
+
+def load_image_dataset(data_config: ml_collections.ConfigDict, num_classes: int,
+                       seed: int) -> Splits:
+    """An image dataset read into memory, validated, split and subset as configured."""
+    name = data_config.name
+    if name == NPZ:
+        train, test = read_npz(data_config.get("path", ""))
+        train_what, test_what = f"{data_config.path} 'image'", f"{data_config.path} 'test_image'"
+        shape = data_config.get("image_shape") or None
+    else:
+        train, test = read_tfds(data_config)
+        source = IMAGE_SOURCES[name]
+        train_what = f"{name} split {source.train_split!r}"
+        test_what = f"{name} split {source.test_split!r}"
+        shape = data_config.get("image_shape") or source.image_shape
+    check_split(train, train_what, shape, num_classes)
+    if test is None:
+        per_class = data_config.get("test_per_class", 0)
+        if not per_class:
+            raise DataError(f"{data_config.path} has no test arrays: set config.data."
+                            "test_per_class to take a balanced test split from it.")
+        test, train = split_per_class(train, per_class, num_classes, seed, TEST_STREAM,
+                                      key="data.test_per_class")
+    else:
+        check_split(test, test_what, shape, num_classes)
+    validation = None
+    if data_config.get("validation_per_class", 0):
+        validation, train = split_per_class(train, data_config.validation_per_class,
+                                            num_classes, seed, VALIDATION_STREAM,
+                                            key="data.validation_per_class")
     per_class = data_config.get("labels_per_class", 0)
     if per_class:
-        train = balanced_subset(train, per_class, num_classes, seed)
-    mean, std = channel_statistics(train.images)
-    return Splits(train, test, num_classes, mean, std)
+        train, _ = split_per_class(train, per_class, num_classes, seed, LABELED_STREAM,
+                                   key="data.labels_per_class", at_most=True)
+    if data_config.get("normalization", "per_channel") == "half":
+        channels = train.images.shape[-1]
+        mean, std = (0.5,) * channels, (0.5,) * channels
+    else:
+        mean, std = channel_statistics(train.images)
+    return Splits(train, test, num_classes, mean, std, validation)
 
 
 def load_dataset(data_config: ml_collections.ConfigDict, seed: int,
@@ -77,6 +117,10 @@ def load_dataset(data_config: ml_collections.ConfigDict, seed: int,
         kwargs = dict(noise=data_config.noise, turns=data_config.turns)
         return Splits(two_spirals(data_config.num_train, seed=seed, **kwargs),
                       two_spirals(data_config.num_test, seed=seed + 1, **kwargs), num_classes=2)
+    if data_config.name == NPZ:
+        if not num_classes:
+            raise DataError("config.num_classes must be set for npz data.")
+        return load_image_dataset(data_config, num_classes, seed)
     if data_config.name in IMAGE_SOURCES:
         classes = num_classes or IMAGE_SOURCES[data_config.name].num_classes
         return load_image_dataset(data_config, classes, seed)
@@ -110,6 +154,6 @@ def train_preprocess(data_config: ml_collections.ConfigDict, splits: Splits
     return preprocess
 
 
-__all__ = ["ArrayDataset", "DATASET_NAMES", "IMAGE_SOURCES", "Splits", "TrainBatches",
+__all__ = ["ArrayDataset", "DATASET_NAMES", "IMAGE_SOURCES", "NORMALIZATIONS", "NPZ", "Splits", "TrainBatches",
            "eval_batches", "eval_preprocess", "load_dataset", "off_data_grid",
            "train_preprocess", "two_spirals"]

@@ -134,21 +134,6 @@ def read_split(builder: Any, split: str, chunk: int = 10_000) -> ArrayDataset:
     return ArrayDataset(images, labels)
 
 
-def balanced_subset(dataset: ArrayDataset, per_class: int, num_classes: int,
-                    seed: int) -> ArrayDataset:
-    """`per_class` examples of every class, chosen by `seed` (the paper's reduced-label runs)."""
-    rng = np.random.default_rng([seed, 0x1abe1])
-    rows = []
-    for label in range(num_classes):
-        members = np.flatnonzero(dataset.labels == label)
-        if members.size < per_class:
-            raise DataError(f"config.data.labels_per_class = {per_class}, but class {label} has "
-                            f"only {members.size} training examples: ask for at most that many.")
-        rows.append(rng.choice(members, per_class, replace=False))
-    rows = np.sort(np.concatenate(rows))
-    return ArrayDataset(dataset.images[rows], dataset.labels[rows])
-
-
 def check_split(dataset: ArrayDataset, what: str, image_shape: Optional[tuple[int, ...]],
                 num_classes: int) -> None:
     """Raises DataError for images of the wrong shape/dtype or labels outside [0, num_classes)."""
@@ -183,6 +168,6 @@ def channel_statistics(images: np.ndarray, chunk: int = 4096) -> tuple[tuple[flo
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
-__all__ = ["IMAGE_SOURCES", "ImageSource", "balanced_subset", "channel_statistics",
+__all__ = ["IMAGE_SOURCES", "ImageSource", "channel_statistics",
            "check_manual_dir", "check_split", "hide_accelerators_from_tensorflow", "prepare",
            "read_split"]

@@ -13,7 +13,9 @@ _REGISTRY: dict[str, Callable[..., MixableModel]] = {
     **{f"preactresnet{d}": (lambda d: lambda **kw: preact_resnet(d, **kw))(d)
        for d in (18, 34, 50, 101, 152)},
     "wrn": WideResNet,
-    "wrn28_10": lambda **kw: WideResNet(depth=28, widen_factor=10, **kw),
+    # The Manifold Mixup code's WRN-28-10 (wide_resnet.py: "authors" style), and the standard one.
+    "wrn28_10": lambda **kw: WideResNet(depth=28, widen_factor=10, style="authors", **kw),
+    "wrn28_10_standard": lambda **kw: WideResNet(depth=28, widen_factor=10, **kw),
     "mlp": MLP,
 }
 

@@ -68,12 +68,13 @@ class MixableModel(nn.Module):
         return self._run(h.astype(self.dtype), start, train, None, None, None)
 
 
-def batch_norm(train: bool, dtype: Dtype, axis_name: Optional[str] = None) -> nn.BatchNorm:
+def batch_norm(train: bool, dtype: Dtype, axis_name: Optional[str] = None,
+               momentum: float = 0.9) -> nn.BatchNorm:
     """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here, ε = 1e-5).
 
     With `axis_name` (a mapped data axis) batch statistics are averaged across devices.
     """
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+    return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=1e-5,
                         dtype=dtype, param_dtype=jnp.float32, axis_name=axis_name)
 
 

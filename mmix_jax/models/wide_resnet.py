@@ -5,6 +5,13 @@ and 64k channels (stride 1, 2, 2), a final BN-ReLU, average pool and a linear la
 have no bias; the shortcut is a 1×1 convolution of the activated input where the shape changes.
 Optional dropout between the two convolutions of a block (needs a "dropout" rng when training).
 
+Two block styles (`style`):
+- "standard" (Zagoruyko & Komodakis): convolutions without bias, stride on the first
+  convolution, a shortcut from the activated input; final BatchNorm with PyTorch's momentum.
+- "authors" (the Manifold Mixup code's `wrn28_10`): a bias in every convolution, the stride on
+  the block's second convolution, the 1×1 shortcut taken from the block's raw input, no dropout,
+  and a final BatchNorm built with PyTorch momentum 0.9 (running = 0.1·running + 0.9·batch).
+
 Mix points: 0 = input, 1 = after the stem and group 1, 2 = after group 2, 3 = after group 3.
 """
 
@@ -19,23 +26,30 @@ import jax.numpy as jnp
 from mmix_jax.models.base import Dtype, MixableModel, batch_norm, conv
 
 
+STYLES = ("standard", "authors")
+
+
 class WideBlock(nn.Module):
     features: int
     strides: int = 1
     dropout_rate: float = 0.0
     dtype: Dtype = jnp.float32
     bn_axis: Optional[str] = None
+    style: str = "standard"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        authors = self.style == "authors"
+        first_stride, second_stride = (1, self.strides) if authors else (self.strides, 1)
         activated = nn.relu(batch_norm(train, self.dtype, self.bn_axis)(x))
-        out = conv(self.features, 3, self.strides, self.dtype)(activated)
+        out = conv(self.features, 3, first_stride, self.dtype, use_bias=authors)(activated)
         out = nn.relu(batch_norm(train, self.dtype, self.bn_axis)(out))
         if self.dropout_rate > 0:
             out = nn.Dropout(self.dropout_rate, deterministic=not train)(out)
-        out = conv(self.features, 3, 1, self.dtype)(out)
+        out = conv(self.features, 3, second_stride, self.dtype, use_bias=authors)(out)
         if self.strides != 1 or x.shape[-1] != self.features:
-            x = conv(self.features, 1, self.strides, self.dtype)(activated)
+            x = conv(self.features, 1, self.strides, self.dtype,
+                     use_bias=authors)(x if authors else activated)
         return out + x
 
 
@@ -46,12 +60,13 @@ class WideGroup(nn.Module):
     dropout_rate: float = 0.0
     dtype: Dtype = jnp.float32
     bn_axis: Optional[str] = None
+    style: str = "standard"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         for j in range(self.num_blocks):
             x = WideBlock(self.features, self.strides if j == 0 else 1, self.dropout_rate,
-                          self.dtype, self.bn_axis, name=f"block{j}")(x, train)
+                          self.dtype, self.bn_axis, self.style, name=f"block{j}")(x, train)
         return x
 
 
@@ -61,10 +76,11 @@ class WideHead(nn.Module):
     num_classes: int
     dtype: Dtype = jnp.float32
     bn_axis: Optional[str] = None
+    bn_momentum: float = 0.9  # Flax's convention: running = m·running + (1 − m)·batch
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = nn.relu(batch_norm(train, self.dtype, self.bn_axis)(x))
+        x = nn.relu(batch_norm(train, self.dtype, self.bn_axis, self.bn_momentum)(x))
         return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32)(
             jnp.mean(x, axis=(1, 2)))
 
@@ -78,6 +94,7 @@ class WideResNet(MixableModel):
     dropout_rate: float = 0.0
     dtype: Dtype = jnp.float32
     bn_axis: Optional[str] = None  # e.g. "data": BatchNorm statistics across devices
+    style: str = "standard"  # or "authors" (module docstring)
 
     @property
     def num_mix_points(self) -> int:
@@ -86,14 +103,18 @@ class WideResNet(MixableModel):
     def setup(self):
         if (self.depth - 4) % 6 or self.depth < 10:
             raise ValueError(f"WideResNet depth {self.depth}: must be 6n + 4 with n >= 1 (e.g. 28).")
+        if self.style not in STYLES:
+            raise ValueError(f"WideResNet style {self.style!r}: choose one of {STYLES}.")
+        authors = self.style == "authors"
         blocks = (self.depth - 4) // 6
-        self.stem = conv(16, 3, 1, self.dtype)
+        self.stem = conv(16, 3, 1, self.dtype, use_bias=authors)
         self.groups = [
             WideGroup(blocks, 16 * 2**i * self.widen_factor, 1 if i == 0 else 2,
-                      self.dropout_rate, self.dtype, self.bn_axis)
+                      self.dropout_rate, self.dtype, self.bn_axis, self.style)
             for i in range(3)
         ]
-        self.head = WideHead(self.num_classes, self.dtype, self.bn_axis)
+        self.head = WideHead(self.num_classes, self.dtype, self.bn_axis,
+                             bn_momentum=0.1 if authors else 0.9)
 
     def segment(self, index: int, h: jax.Array, train: bool) -> jax.Array:
         if index == 0:

@@ -1,0 +1,82 @@
+"""Local .npz image data: balanced, disjoint, seeded splits and one clear error per bad file."""
+
+import ml_collections
+import numpy as np
+import pytest
+
+from mmix_jax.data import load_dataset
+from mmix_jax.errors import DataError
+
+
+def write_npz(path, per_class=(30, 25, 40), shape=(4, 4, 1), **extra):
+    """Distinct images (the index is written into the pixels) with `per_class[c]` of class c."""
+    labels = np.concatenate([np.full(n, c) for c, n in enumerate(per_class)]).astype(np.int64)
+    index = np.arange(labels.size)
+    images = np.zeros((labels.size,) + shape, np.uint8)
+    images[:, 0, 0, 0], images[:, 0, 1, 0] = index % 256, index // 256
+    np.savez(path, **{"image": images, "label": labels, **extra})
+    return images, labels
+
+
+def config(path, **keys):
+    return ml_collections.ConfigDict(dict(dict(name="npz", path=str(path), test_per_class=5,
+                                               validation_per_class=0, labels_per_class=0),
+                                          **keys))
+
+
+def ids(dataset):
+    pixels = dataset.images.astype(int)
+    return set((pixels[:, 0, 0, 0] + 256 * pixels[:, 0, 1, 0]).tolist())
+
+
+def test_test_split_is_balanced_disjoint_and_fixed_by_the_seed(tmp_path):
+    images, labels = write_npz(tmp_path / "d.npz")
+    splits = load_dataset(config(tmp_path / "d.npz", validation_per_class=3), seed=7,
+                          num_classes=3)
+    np.testing.assert_array_equal(np.bincount(splits.test.labels), [5, 5, 5])
+    np.testing.assert_array_equal(np.bincount(splits.validation.labels), [3, 3, 3])
+    train, test, val = ids(splits.train), ids(splits.test), ids(splits.validation)
+    assert not (train & test) and not (train & val) and not (test & val)
+    assert len(train | test | val) == labels.size  # nothing lost
+    for part in (splits.train, splits.test, splits.validation):  # labels travel with images
+        np.testing.assert_array_equal(labels[sorted(ids(part))], np.sort(part.labels))
+    again = load_dataset(config(tmp_path / "d.npz", validation_per_class=3), seed=7,
+                         num_classes=3)
+    assert ids(again.test) == test and ids(again.validation) == val
+    other = load_dataset(config(tmp_path / "d.npz", validation_per_class=3), seed=8,
+                         num_classes=3)
+    assert ids(other.test) != test
+
+
+def test_file_with_test_arrays_uses_them(tmp_path):
+    test_images = np.full((6, 4, 4, 1), 9, np.uint8)
+    write_npz(tmp_path / "d.npz", test_image=test_images, test_label=np.arange(6) % 3)
+    splits = load_dataset(config(tmp_path / "d.npz"), seed=0, num_classes=3)
+    assert len(splits.test) == 6 and len(splits.train) == 95
+    np.testing.assert_array_equal(splits.test.images, test_images)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(image=np.zeros((4, 4, 4, 1), np.uint8)), r"lacks \['label'\]"),
+    (dict(image=np.zeros((4, 4, 4, 1), np.float32), label=np.zeros(4)), "expected uint8"),
+    (dict(image=np.zeros((4, 4, 4), np.uint8), label=np.zeros(4, int)), r"image\[..., None\]"),
+    (dict(image=np.zeros((4, 4, 4, 1), np.uint8), label=np.zeros(3, int)), "but 3 labels"),
+    (dict(image=np.zeros((4, 4, 4, 1), np.uint8), label=np.array([0, 1, 2, 7])),
+     "labels range over 0..7 but config.num_classes = 3"),
+    (dict(image=np.zeros((4, 4, 4, 1), np.uint8), label=np.zeros(4, int),
+          test_image=np.zeros((1, 4, 4, 1), np.uint8)), "without its partner"),
+    (dict(image=np.zeros((6, 4, 4, 1), np.uint8), label=np.array([0, 0, 1, 1, 2, 2])),
+     "test_per_class = 5, but class 0 has only 2"),
+])
+def test_bad_files_get_one_clear_error(tmp_path, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError, match=message):
+        load_dataset(config(tmp_path / "bad.npz"), seed=0, num_classes=3)
+
+
+def test_missing_or_unreadable_file(tmp_path):
+    with pytest.raises(DataError, match="is not a file"):
+        load_dataset(config(tmp_path / "none.npz"), seed=0, num_classes=3)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        load_dataset(config(tmp_path / "junk.npz"), seed=0, num_classes=3)
