@@ -93,6 +93,7 @@ def _base(seed: int = 0) -> ml_collections.ConfigDict:
     config.log_every_steps = 500
     config.cross_device_batch_norm = False
     config.compilation_cache_dir = ""
+    config.tensorboard = True  # False: log only (machines without TensorFlow)
     config.checkpoint = ml_collections.ConfigDict(dict(
         every_epochs=10, every_steps=0, keep=2, best_metric="auto", best_mode="max",
         async_save=True))

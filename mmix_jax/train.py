@@ -206,8 +206,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
         logging.info("checkpoint %d started (blocked %.3f s; %s)", step, blocked,
                      ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
-    writer = metric_writers.create_default_writer(str(workdir),
-                                                  just_logging=jax.process_index() > 0)
+    # config.tensorboard = False: log only (for machines without TensorFlow).
+    writer = metric_writers.create_default_writer(
+        str(workdir), just_logging=jax.process_index() > 0 or not config.get("tensorboard", True))
     preemption = Preemption()
     pending: list[dict[str, jax.Array]] = []
     window_start, window_steps, compile_s = time.perf_counter(), 0, 0.0
@@ -243,12 +244,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
         if total_steps not in checkpoints.steps():
             save(total_steps)
         checkpoints.wait()
-        val_selected = None
+        val_selected, best_step = None, None
         if splits.validation is not None:
             best_step = checkpoints.best_step()
-            val_selected = evaluate_test_split(
-                config, checkpoints.restore_step(best_step, abstract_state), splits, mesh,
-                workdir, VAL_SELECTED_FILE)
+            if best_step != total_steps:  # else: the final evaluation below is the same
+                val_selected = evaluate_test_split(
+                    config, checkpoints.restore_step(best_step, abstract_state), splits, mesh,
+                    workdir, VAL_SELECTED_FILE)
     finally:
         preemption.restore()
         checkpoints.close()
@@ -256,6 +258,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
         multihost_utils.assert_equal(state.params, "params differ between processes")
 
     test = evaluate_test_split(config, state, splits, mesh, workdir)
+    if best_step == total_steps:
+        val_selected = test
+        if jax.process_index() == 0:
+            write_json_atomically(workdir / VAL_SELECTED_FILE, test)
     train = evaluate(splits.train)
     trained_steps = total_steps - start_step
     best = history.best("test_error_percent")
