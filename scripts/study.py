@@ -45,7 +45,7 @@ def fashion_curve() -> list[Run]:
     """Data-efficiency curve: PreActResNet18 (width 16) on 100 / 500 / 1000 Fashion-MNIST
     images per class, 500 per class held out for validation, 2 seeds; epochs per size long
     enough for ERM to fit its training set, the README schedule's shape (×0.1 at 1/4, 1/2, 3/4)."""
-    epochs = {100: 300, 500: 120, 1000: 80}
+    epochs = {100: 300, 500: 200, 1000: 160}
     runs = []
     for per_class, total in epochs.items():  # small sets first: complete points come first
         for seed in (0, 1):
