@@ -1,15 +1,18 @@
-"""Figures written by the jobs (matplotlib, headless)."""
+"""Figures written by the jobs and scripts: matplotlib `Figure` objects, saved as PNG.
+
+No global backend is switched (a notebook's plots stay as they are): each figure is built on
+its own `matplotlib.figure.Figure`, which renders headless through Agg when saved.
+"""
 
 from __future__ import annotations
 
 import pathlib
-from typing import Sequence
+from typing import Any, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+METHOD_COLORS = {"ERM": "tab:gray", "Input Mixup": "tab:blue", "Manifold Mixup": "tab:red"}
 
 
 def decision_boundaries(path: pathlib.Path, grid_axis: np.ndarray,
@@ -21,7 +24,8 @@ def decision_boundaries(path: pathlib.Path, grid_axis: np.ndarray,
       grid_axis: the G coordinates of each grid axis; each panel's probabilities are [G·G]
         in row-major (y, x) order, as `np.meshgrid(grid_axis, grid_axis)` flattens them.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.8), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(panels), 4.8))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for axis, (title, probs) in zip(axes[0], panels):
         field = probs.reshape(grid_axis.size, grid_axis.size)
         axis.contourf(grid_axis, grid_axis, field, levels=np.linspace(0, 1, 21), cmap="RdBu_r",
@@ -35,4 +39,44 @@ def decision_boundaries(path: pathlib.Path, grid_axis: np.ndarray,
         axis.set_yticks([])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+
+
+def data_efficiency(path: pathlib.Path, rows: Sequence[dict[str, Any]],
+                    metrics: Sequence[tuple[str, str]]) -> None:
+    """One panel per (row key, axis label): the metric against the training-set size, one
+    point per run (seed), coloured by method, with the per-size mean joined by a line."""
+    fig = Figure(figsize=(4.6 * len(metrics), 3.8))
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for axis, (key, label) in zip(axes, metrics):
+        for method, color in METHOD_COLORS.items():
+            mine = [r for r in rows if r["method"] == method and r.get(key) is not None]
+            if not mine:
+                continue
+            sizes = sorted({r["train_size"] for r in mine})
+            axis.scatter([r["train_size"] for r in mine], [r[key] for r in mine], color=color,
+                         s=14, alpha=0.7)
+            means = [np.mean([r[key] for r in mine if r["train_size"] == n]) for n in sizes]
+            axis.plot(sizes, means, color=color, label=method)
+        axis.set_xscale("log")
+        axis.set_xlabel("training images")
+        axis.set_ylabel(label)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def spectra(path: pathlib.Path, panels: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Per panel (title, evaluation spectrum): each class's singular values, log scale."""
+    fig = Figure(figsize=(4.2 * len(panels), 3.6))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for axis, (title, spectrum) in zip(axes, panels):
+        for label, values in enumerate(spectrum["singular_values"]):
+            axis.plot(np.arange(1, len(values) + 1), values, marker=".", lw=1, label=str(label))
+        axis.set_yscale("log")
+        axis.set_xlabel("singular value index")
+        axis.set_title(f"{title}: first {spectrum['mean_first']:.1f}, "
+                       f"rest {spectrum['mean_rest_sum']:.1f}", fontsize=9)
+    axes[0].set_ylabel("singular value (per class)")
+    axes[-1].legend(title="class", fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

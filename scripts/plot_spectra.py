@@ -16,11 +16,7 @@ import json
 import pathlib
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from mmix_jax import figures
 
 
 def load(run: pathlib.Path) -> dict:
@@ -40,23 +36,12 @@ def main() -> None:
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("spectra.png"))
     args = parser.parse_args()
     evaluations = [load(run) for run in args.runs]
-    figure, axes = plt.subplots(1, len(evaluations), figsize=(4.2 * len(evaluations), 3.6),
-                                sharey=True, squeeze=False)
-    for axis, run, evaluation in zip(axes[0], args.runs, evaluations):
+    for run, evaluation in zip(args.runs, evaluations):
         spectrum = evaluation["spectrum"]
-        for label, values in enumerate(spectrum["singular_values"]):
-            axis.plot(np.arange(1, len(values) + 1), values, marker=".", lw=1, label=str(label))
-        axis.set_yscale("log")
-        axis.set_xlabel("singular value index")
-        axis.set_title(f"{run.name}: first {spectrum['mean_first']:.1f}, "
-                       f"rest {spectrum['mean_rest_sum']:.1f}", fontsize=9)
         print(f"{run}: mix point {evaluation['spectrum_point']}, mean largest singular value "
               f"{spectrum['mean_first']:.2f}, mean sum of the rest {spectrum['mean_rest_sum']:.2f}, "
               f"test error {100 * (1 - evaluation['accuracy']):.2f} %")
-    axes[0][0].set_ylabel("singular value (per class)")
-    axes[0][-1].legend(title="class", fontsize=7, ncol=2)
-    figure.tight_layout()
-    figure.savefig(args.out, dpi=120)
+    figures.spectra(args.out, [(run.name, e["spectrum"]) for run, e in zip(args.runs, evaluations)])
     print(f"wrote {args.out}")
 
 

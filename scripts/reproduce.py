@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Our test error and NLL beside the paper's, as a markdown table.
+"""Our test error and NLL beside the paper's, as a markdown table; or a study's results file.
 
 Reads finished runs (any folder holding a run's config.json + summary.json, searched
 recursively), or first trains the given configs with `mmix-train` and then reads them:
@@ -7,6 +7,12 @@ recursively), or first trains the given configs with `mmix-train` and then reads
     python scripts/reproduce.py --read runs/ > results.md
     python scripts/reproduce.py --train configs/cifar10.py:preactresnet18 \
         --train configs/cifar10.py:wrn28_10 --root runs/repro --out results.md
+
+With --study NAME it writes docs/results/NAME.json (one row per run: every number the docs
+quote), prints the study's tables (mean and range over seeds per training-set size and
+method), and draws docs/figures/NAME_*.png:
+
+    python scripts/reproduce.py --study fashion_curve --read ~/studies/fashion_curve
 
 Each row is (dataset, model, method); the method is read from the run's config (no mixing:
 ERM; mixing at the input only: Input Mixup; else Manifold Mixup). Paper figures are filled in
@@ -21,6 +27,8 @@ import pathlib
 import subprocess
 import sys
 from typing import Any, Iterable
+
+import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -95,6 +103,106 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Paper figures for the flattening study (Verma et al. 2019, MNIST, App. G): mean largest
+# singular value and mean sum of the rest, per method.
+PAPER_SPECTRA = {"ERM": (50.08, 78.67), "Input Mixup": (37.17, 66.89),
+                 "Manifold Mixup": (43.44, 40.98)}
+
+
+def train_size(config: dict[str, Any], summary: dict[str, Any]) -> int | None:
+    """Training examples: recorded by newer runs; else labels_per_class × classes."""
+    if "train_examples" in summary:
+        return summary["train_examples"]
+    per_class = config["data"].get("labels_per_class") or 0
+    return per_class * config["num_classes"] if per_class else None
+
+
+def study_row(run: pathlib.Path, device: str) -> dict[str, Any]:
+    """Every number the docs quote of one run (DESIGN.md "Results are data")."""
+    config = json.loads((run / "config.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    wall = run / "wall.json"
+    model = config["model"]
+    spectrum = {k: summary.get(f"spectrum_mean_{k}") for k in ("first", "rest_sum")}
+    return {
+        "run": run.name, "dataset": config["data"].get("path") and "npz:" + pathlib.Path(
+            config["data"]["path"]).name or config["data"]["name"],
+        "train_size": train_size(config, summary), "train_accuracy": summary["train_accuracy"],
+        "model": model["name"], "width": model.get("width"), "init": model.get("init", "he"),
+        "method": method_of(config), "alpha": config["mix"]["alpha"],
+        "mix_layers": list(config["mix"]["layers"]), "seed": config["seed"],
+        "epochs": config["num_epochs"], "milestones": list(config["optimizer"]["milestones"]),
+        "test_error_percent": summary["test_error_percent"],
+        "best_test_error_percent": summary.get("best_test_error_percent"),
+        "best_test_epoch": summary.get("best_test_epoch"),
+        "val_selected_test_error_percent": summary.get("val_selected_test_error_percent"),
+        "val_selected_epoch": summary.get("val_selected_epoch"),
+        "val_selected_test_nll": summary.get("val_selected_test_nll"),
+        "test_nll": summary["test_nll"], "test_ece": summary.get("test_ece"),
+        "fgsm_accuracy": summary.get("fgsm_accuracy"),
+        "fgsm_epsilon": summary.get("fgsm_epsilon"), "fgsm_space": summary.get("fgsm_space"),
+        "spectrum_mean_first": spectrum["first"], "spectrum_mean_rest_sum": spectrum["rest_sum"],
+        "train_seconds": summary["train_s"],
+        "wall_seconds": json.loads(wall.read_text())["wall_s"] if wall.exists() else None,
+        "device": summary.get("device_kind", device),
+    }
+
+
+STUDY_COLUMNS = (  # (row key, header, digits)
+    ("test_error_percent", "error % final", 2), ("best_test_error_percent", "error % best", 2),
+    ("val_selected_test_error_percent", "error % val-selected", 2), ("test_nll", "NLL", 3),
+    ("test_ece", "ECE", 3), ("fgsm_accuracy", "FGSM acc.", 3),
+    ("spectrum_mean_first", "σ₁ (mean)", 2), ("spectrum_mean_rest_sum", "Σσ₂.. (mean)", 2),
+    ("train_accuracy", "train acc.", 4), ("wall_seconds", "wall s (each)", 0),
+)
+
+
+def _cell(values: list[float], digits: int) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def study_table(rows: list[dict[str, Any]]) -> str:
+    """Mean (min–max) over seeds per (training-set size, method); columns with data only."""
+    columns = [c for c in STUDY_COLUMNS if any(r.get(c[0]) is not None for r in rows)]
+    lines = ["| train images | method | seeds | epochs | " + " | ".join(h for _, h, _ in columns)
+             + " |", "|---" * (4 + len(columns)) + "|"]
+    groups = sorted({(r["train_size"] or 0, r["method"]) for r in rows},
+                    key=lambda g: (g[0], METHOD_ORDER.index(g[1])))
+    for size, method in groups:
+        mine = [r for r in rows if (r["train_size"] or 0, r["method"]) == (size, method)]
+        cells = [_cell([r[k] for r in mine if r.get(k) is not None], d) if any(
+            r.get(k) is not None for r in mine) else "—" for k, _, d in columns]
+        epochs = "/".join(sorted({str(r["epochs"]) for r in mine}))
+        lines.append(f"| {size or '—'} | {method} | {len(mine)} | {epochs} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_study(name: str, runs: list[pathlib.Path], device: str, docs: pathlib.Path) -> str:
+    """docs/results/NAME.json and docs/figures/NAME_*.png from the runs; returns the tables."""
+    from mmix_jax import figures
+
+    pairs = sorted(((study_row(run, device), run) for run in runs), key=lambda p: (
+        p[0]["train_size"] or 0, METHOD_ORDER.index(p[0]["method"]), p[0]["seed"]))
+    rows = [r for r, _ in pairs]
+    (docs / "results").mkdir(parents=True, exist_ok=True)
+    (docs / "results" / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (docs / "figures").mkdir(parents=True, exist_ok=True)
+    if len({r["train_size"] for r in rows}) > 1:
+        figures.data_efficiency(docs / "figures" / f"{name}_curve.png", rows, [
+            ("test_error_percent", "test error % (final)"), ("test_nll", "test NLL"),
+            ("fgsm_accuracy", "FGSM accuracy")])
+    spectra = [(f"{r['method']} (seed {r['seed']})", json.loads(
+        (run / "evaluation.json").read_text())["spectrum"]) for r, run in pairs
+        if r["spectrum_mean_first"] is not None and r["seed"] == min(x["seed"] for x in rows)]
+    if spectra:
+        figures.spectra(docs / "figures" / f"{name}_spectra.png",
+                        sorted(spectra, key=lambda p: METHOD_ORDER.index(p[0].split(" (")[0])))
+    return study_table(rows)
+
+
 def train(config: str, root: pathlib.Path, extra: list[str]) -> pathlib.Path:
     name = config.split("/")[-1].replace(".py", "").replace(":", "_").replace(",", "_")
     workdir = root / name
@@ -116,6 +224,10 @@ def main() -> None:
     parser.add_argument("--override", action="append", default=[],
                         help="passed to every --train run, e.g. --config.data.manual_dir=DIR")
     parser.add_argument("--out", type=pathlib.Path, help="write the table here (else stdout)")
+    parser.add_argument("--study", help="write docs/results/STUDY.json and its figures")
+    parser.add_argument("--device", default="",
+                        help="device of runs that do not record it (e.g. 'cpu (2 cores)')")
+    parser.add_argument("--docs", type=pathlib.Path, default=ROOT / "docs")
     args = parser.parse_args()
     roots = list(args.read) + [train(c, args.root, args.override) for c in args.train]
     if not roots:
@@ -123,7 +235,10 @@ def main() -> None:
     runs = find_runs(roots)
     if not runs:
         sys.exit(f"no finished runs (config.json + summary.json) under {', '.join(map(str, roots))}")
-    text = table([row(run) for run in runs])
+    if args.study:
+        text = write_study(args.study, runs, args.device, args.docs)
+    else:
+        text = table([row(run) for run in runs])
     if args.out:
         args.out.write_text(text)
     else:
