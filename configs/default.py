@@ -34,6 +34,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.log_every_steps = 1000
     config.cross_device_batch_norm = False  # BatchNorm models: statistics over all devices
     config.compilation_cache_dir = ""  # e.g. ~/.cache/mmix_jax: compiled steps reused across runs
+    config.tensorboard = True  # False: log only (machines without TensorFlow)
+    config.profile_dir = ""  # a folder: jax.profiler traces of a few steps (clu Profile)
     config.checkpoint = ml_collections.ConfigDict(dict(
         every_epochs=50, every_steps=0, keep=2, best_metric="test_accuracy", best_mode="max", async_save=True))
     config.optimizer = ml_collections.ConfigDict(dict(

@@ -25,14 +25,40 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
-from mmix_jax.configuration import ConfigError
+from jax.experimental import multihost_utils
+
+from mmix_jax.errors import ConfigError
 
 # Keys whose change makes a checkpoint meaningless for the run (shapes, data order, objective).
 # Everything else (epochs, logging, checkpoint cadence, ...) may change on resume.
 IDENTITY_KEYS = ("seed", "data", "num_classes", "model", "batch_size", "loss", "mix")
 
-# Fault injection for tests: SIGKILL this process right after starting the save of this step.
-KILL_DURING_SAVE_ENV = "MMIX_FAULT_KILL_DURING_SAVE_STEP"
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointSpec:
+    """config.checkpoint: every_steps (0: every_epochs epochs), keep, best_metric ("auto": the
+    validation accuracy when there is a validation split, else the test accuracy), best_mode."""
+
+    every_steps: int = 0
+    every_epochs: int = 1
+    keep: int = 3
+    best_metric: str = "test_accuracy"
+    best_mode: str = "max"
+    async_save: bool = True
+
+    def settings(self, steps_per_epoch: int, has_validation: bool) -> "CheckpointSettings":
+        """The settings of a run with `steps_per_epoch`. With a validation split the kept best
+        checkpoint is the one reported as "validation selected": its metric must be val_*."""
+        best = self.best_metric
+        if best == "auto":
+            best = "val_accuracy" if has_validation else "test_accuracy"
+        if has_validation and not best.startswith("val_"):
+            raise ConfigError(f"config.checkpoint.best_metric = {best!r} is invalid with a "
+                              "validation split: the best checkpoint is chosen on it, so set "
+                              "'val_accuracy' (best_mode 'max') or 'val_nll' (best_mode 'min').")
+        return CheckpointSettings(every_steps=self.every_steps or steps_per_epoch * self.every_epochs,
+                                  keep=self.keep, best_metric=best or None,
+                                  best_mode=self.best_mode, async_save=self.async_save)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,10 +127,7 @@ class Checkpoints:
         self._manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config)),
             metrics=metrics, force=True)
-        blocked = time.perf_counter() - start
-        if os.environ.get(KILL_DURING_SAVE_ENV) == str(step):
-            os.kill(os.getpid(), signal.SIGKILL)
-        return blocked
+        return time.perf_counter() - start
 
     def wait(self) -> None:
         """Blocks until every started save is complete on disk."""
@@ -165,3 +188,35 @@ def abstract_like(tree: Any, sharding: jax.sharding.Sharding) -> Any:
     """Shape/dtype structs of `tree` with `sharding`: the restore target on the current mesh."""
     return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
                         tree)
+
+
+class Preemption:
+    """SIGTERM → save and exit. Across processes JAX's preemption sync point is used, so that
+    every process stops at the same step (one process saving alone would hang the others)."""
+
+    def __init__(self):
+        self.requested = False
+        self._multi = jax.process_count() > 1
+        if not self._multi:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        del signum, frame
+        self.requested = True
+
+    def reached(self, step: int) -> bool:
+        if self._multi:
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self.requested
+
+    def restore(self) -> None:
+        if not self._multi:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+class PreemptedError(SystemExit):
+    """Raised after the preemption checkpoint is on disk; exits with 128 + SIGTERM."""
+
+    def __init__(self, step: int, path: pathlib.Path):
+        super().__init__(128 + signal.SIGTERM)
+        self.step, self.path = step, path

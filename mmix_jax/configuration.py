@@ -1,74 +1,200 @@
-"""From an ml_collections ConfigDict to validated objects: model, MixSpec, variants.
+"""From an ml_collections ConfigDict to a typed, validated RunSpec: the only reader of the dict.
 
-`check_config` runs before any data is loaded or anything is compiled, and raises ConfigError
-with one line naming the key, its value and what is allowed.
+`run_specs(config)` validates every key before any data is loaded or anything is compiled
+(ConfigError, one line naming the key, its value and what is allowed), and returns one RunSpec
+per variant. Every other module takes the typed piece it needs: DataSpec, ModelSpec, MixSpec,
+OptimizerSpec, CheckpointSpec, EvalSettings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from typing import Any, Iterator
 
-import jax.numpy as jnp
 import ml_collections
 
-from mmix_jax.data import DATASET_NAMES, IMAGE_SOURCES, NORMALIZATIONS, NPZ
+from mmix_jax.checkpoint import CheckpointSpec
+from mmix_jax.data import DATASET_NAMES, IMAGE_SOURCES, NORMALIZATIONS, NPZ, DataSpec
 from mmix_jax.errors import ConfigError
-from mmix_jax.evaluate import FGSM_SPACES
+from mmix_jax.evaluate import FGSM_SPACES, EvalSettings
 from mmix_jax.losses import LOSS_NAMES
 from mmix_jax.mixup import MixSpec
-from mmix_jax.parallel import DATA_AXIS
-from mmix_jax.models import MODEL_NAMES, MixableModel, get_model
+from mmix_jax.models import MODEL_NAMES, DTYPES, MixableModel, ModelSpec
 from mmix_jax.models.init import INIT_SCHEMES
+from mmix_jax.optim import OptimizerSpec
 
-# Models with BatchNorm layers (statistics per device, or across devices on request).
-BATCH_NORM_MODELS = ("preactresnet18", "preactresnet34", "preactresnet50", "preactresnet101",
-                     "preactresnet152", "wrn", "wrn28_10", "wrn28_10_standard")
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One training run, typed. `config` is the ConfigDict as a plain dict: it is stored with
+    the checkpoints, which compare it on resume (checkpoint.IDENTITY_KEYS)."""
+
+    seed: int
+    num_classes: int
+    batch_size: int
+    eval_batch_size: int
+    num_epochs: int
+    log_every_steps: int
+    data: DataSpec
+    model: ModelSpec
+    mix: MixSpec
+    optimizer: OptimizerSpec
+    checkpoint: CheckpointSpec
+    eval: EvalSettings
+    tensorboard: bool = True
+    compilation_cache_dir: str = ""
+    profile_dir: str = ""
+    config: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
 
 def _invalid(key: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(f"config.{key} = {value!r} is invalid: {allowed}.")
 
 
-def _positive_int(config: ml_collections.ConfigDict, key: str) -> None:
-    value = config[key]
+def _positive_int(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise _invalid(key, value, "must be a positive integer")
+    return int(value)
 
 
-def build_model(config: ml_collections.ConfigDict) -> MixableModel:
-    """The Flax model of `config.model` (name, dtype and the model's own keyword arguments)."""
-    kwargs = config.model.to_dict()
-    name = kwargs.pop("name")
-    dtype = kwargs.pop("dtype", "float32")
-    kwargs.pop("init", None)  # how parameters are drawn: create_train_state's business
+def _count(value: Any, key: str, meaning: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise _invalid(key, value, f"must be an integer >= 0 ({meaning})")
+    return int(value)
+
+
+def data_spec(data: ml_collections.ConfigDict, num_classes: int) -> DataSpec:
+    """config.data, validated (see mmix_jax.data for the keys)."""
+    if data.name not in DATASET_NAMES:
+        raise _invalid("data.name", data.name, f"choose one of {DATASET_NAMES}")
+    source = IMAGE_SOURCES.get(data.name)
+    if source is not None and num_classes != source.num_classes:
+        raise _invalid("num_classes", num_classes, f"{data.name} has {source.num_classes} classes")
+    if data.name == NPZ and not data.get("path"):
+        raise _invalid("data.path", data.get("path"), "give the .npz file to read")
+    normalization = data.get("normalization", "per_channel")
+    if normalization not in NORMALIZATIONS:
+        raise _invalid("data.normalization", normalization, f"choose one of {NORMALIZATIONS}")
+    shape = data.get("image_shape")
+    return DataSpec(
+        name=data.name, data_dir=data.get("data_dir", ""), manual_dir=data.get("manual_dir", ""),
+        path=data.get("path", ""),
+        test_per_class=_count(data.get("test_per_class", 0), "data.test_per_class", "0: none"),
+        validation_per_class=_count(data.get("validation_per_class", 0),
+                                    "data.validation_per_class", "0: none"),
+        labels_per_class=_count(data.get("labels_per_class", 0), "data.labels_per_class",
+                                "0: all"),
+        image_shape=tuple(shape) if shape else None,
+        crop_padding=_count(data.get("crop_padding", 0), "data.crop_padding", "0: no crop"),
+        flip=bool(data.get("flip", False)), normalization=normalization,
+        num_train=data.get("num_train", 0), num_test=data.get("num_test", 0),
+        noise=data.get("noise", 0.0), turns=data.get("turns", 0.0))
+
+
+def model_spec(config: ml_collections.ConfigDict) -> ModelSpec:
+    """config.model (name, dtype, init, the model's own keywords) and cross_device_batch_norm."""
+    options = config.model.to_dict()
+    name, dtype = options.pop("name"), options.pop("dtype", "float32")
+    init = options.pop("init", "he")
     if name not in MODEL_NAMES:
         raise _invalid("model.name", name, f"choose one of {MODEL_NAMES}")
     if dtype not in DTYPES:
         raise _invalid("model.dtype", dtype, f"choose one of {tuple(DTYPES)}")
-    if config.get("cross_device_batch_norm"):
-        if name not in BATCH_NORM_MODELS:
+    if init not in INIT_SCHEMES:
+        raise _invalid("model.init", init, f"choose one of {INIT_SCHEMES}")
+    options = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items()))
+    spec = ModelSpec(name, dtype, init, options)
+    try:
+        model = spec.build(config.num_classes)
+    except TypeError as error:
+        raise ConfigError(f"config.model = {config.model.to_dict()} is invalid for model "
+                          f"{name!r}: {error}.") from None
+    if config.get("cross_device_batch_norm", False):
+        if not model.has_batch_norm:
             raise _invalid("cross_device_batch_norm", True,
                            f"model {name!r} has no BatchNorm; set it to False")
-        kwargs["bn_axis"] = DATA_AXIS
-    try:
-        return get_model(name, num_classes=config.num_classes, dtype=DTYPES[dtype], **kwargs)
-    except TypeError as error:
-        raise ConfigError(f"config.model = {config.model.to_dict()} is invalid for model {name!r}: "
-                          f"{error}.") from None
+        spec = dataclasses.replace(spec, cross_device_batch_norm=True)
+    return spec
 
 
-def init_scheme(config: ml_collections.ConfigDict) -> str:
-    """config.model.init: "he" (the model's own initialisers) or "torch" (PyTorch's defaults)."""
-    return config.model.get("init", "he")
+def build_model(config: ml_collections.ConfigDict) -> MixableModel:
+    """The Flax model of `config` (validated)."""
+    return model_spec(config).build(config.num_classes)
 
 
-def mix_spec(config: ml_collections.ConfigDict) -> MixSpec:
-    """The train step's static MixSpec from config.mix, config.loss and config.num_classes."""
-    return MixSpec(num_classes=config.num_classes, alpha=float(config.mix.alpha),
-                   mix_layers=tuple(config.mix.layers), loss=config.loss)
+def mix_spec(config: ml_collections.ConfigDict, model: MixableModel) -> MixSpec:
+    """config.mix, config.loss and config.num_classes, checked against the model's mix points."""
+    if config.loss not in LOSS_NAMES:
+        raise _invalid("loss", config.loss, f"choose one of {LOSS_NAMES}")
+    alpha = config.mix.alpha
+    if not isinstance(alpha, numbers.Real) or not alpha >= 0:
+        raise _invalid("mix.alpha", alpha, "must be >= 0 (0 disables mixing)")
+    points = model.num_mix_points
+    layers = tuple(config.mix.layers)
+    if any(not isinstance(k, numbers.Integral) or not 0 <= k < points for k in layers) \
+            or len(set(layers)) != len(layers):
+        raise _invalid("mix.layers", layers,
+                       f"{config.model.name} has mix points 0..{points - 1} (0 = input); give "
+                       "distinct ones, () for ERM, (0,) for Input Mixup")
+    return MixSpec(num_classes=config.num_classes, alpha=float(alpha), mix_layers=layers,
+                   loss=config.loss)
+
+
+def optimizer_spec(optimizer: ml_collections.ConfigDict) -> OptimizerSpec:
+    if optimizer.learning_rate <= 0:
+        raise _invalid("optimizer.learning_rate", optimizer.learning_rate, "must be > 0")
+    return OptimizerSpec(
+        learning_rate=float(optimizer.learning_rate), momentum=float(optimizer.momentum),
+        nesterov=bool(optimizer.nesterov), weight_decay=float(optimizer.weight_decay),
+        milestones=tuple(int(m) for m in optimizer.milestones),
+        decay_factor=float(optimizer.decay_factor))
+
+
+def checkpoint_spec(config: ml_collections.ConfigDict) -> CheckpointSpec:
+    ckpt = config.get("checkpoint") or ml_collections.ConfigDict()
+    spec = CheckpointSpec(every_steps=int(ckpt.get("every_steps", 0) or 0),
+                          every_epochs=int(ckpt.get("every_epochs", 0) or 1),
+                          keep=int(ckpt.get("keep", 3)),
+                          best_metric=ckpt.get("best_metric", "test_accuracy") or "",
+                          best_mode=ckpt.get("best_mode", "max"),
+                          async_save=bool(ckpt.get("async_save", True)))
+    if spec.keep <= 0 or spec.every_epochs <= 0 or spec.every_steps < 0:
+        raise ConfigError(f"config.checkpoint = {spec}: keep and every_epochs must be > 0, "
+                          "every_steps >= 0.")
+    if spec.best_mode not in ("max", "min"):
+        raise _invalid("checkpoint.best_mode", spec.best_mode, "choose 'max' or 'min'")
+    return spec
+
+
+def eval_settings(config: ml_collections.ConfigDict) -> EvalSettings:
+    section = config.get("eval") or {}
+    settings = EvalSettings(ece_bins=int(section.get("ece_bins", 15)),
+                            fgsm_epsilon=float(section.get("fgsm_epsilon", 0.0)),
+                            fgsm_space=str(section.get("fgsm_space", "normalized")),
+                            spectrum_point=int(section.get("spectrum_point", -1)))
+    if settings.fgsm_space not in FGSM_SPACES:
+        raise _invalid("eval.fgsm_space", settings.fgsm_space, f"choose one of {FGSM_SPACES}")
+    return settings
+
+
+def run_spec(config: ml_collections.ConfigDict) -> RunSpec:
+    """The typed RunSpec of a single (variant-free) config; ConfigError names a bad key."""
+    num_classes = config.num_classes
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
+            or num_classes <= 1:
+        raise _invalid("num_classes", num_classes, "must be an integer >= 2")
+    data = data_spec(config.data, num_classes)
+    sizes = {key: _positive_int(config[key], key)
+             for key in ("batch_size", "eval_batch_size", "num_epochs", "log_every_steps")}
+    model = model_spec(config)
+    return RunSpec(
+        seed=int(config.seed), num_classes=int(num_classes), data=data, model=model,
+        mix=mix_spec(config, model.build(num_classes)), optimizer=optimizer_spec(config.optimizer),
+        checkpoint=checkpoint_spec(config), eval=eval_settings(config),
+        tensorboard=bool(config.get("tensorboard", True)),
+        compilation_cache_dir=config.get("compilation_cache_dir", "") or "",
+        profile_dir=config.get("profile_dir", "") or "", config=config.to_dict(), **sizes)
 
 
 def _merge(config: ml_collections.ConfigDict, overrides: ml_collections.ConfigDict,
@@ -95,63 +221,23 @@ def variants(config: ml_collections.ConfigDict) -> Iterator[tuple[str, ml_collec
         yield name, single
 
 
-def _check_single(config: ml_collections.ConfigDict) -> None:
-    if config.data.name not in DATASET_NAMES:
-        raise _invalid("data.name", config.data.name, f"choose one of {DATASET_NAMES}")
-    num_classes = config.num_classes
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
-            or num_classes <= 1:
-        raise _invalid("num_classes", num_classes, "must be an integer >= 2")
-    source = IMAGE_SOURCES.get(config.data.name)
-    if source is not None and num_classes != source.num_classes:
-        raise _invalid("num_classes", num_classes,
-                       f"{config.data.name} has {source.num_classes} classes")
-    if config.data.name == NPZ and not config.data.get("path"):
-        raise _invalid("data.path", config.data.get("path"), "give the .npz file to read")
-    if source is not None or config.data.name == NPZ:
-        padding = config.data.get("crop_padding", 0)
-        if not isinstance(padding, numbers.Integral) or padding < 0:
-            raise _invalid("data.crop_padding", padding, "must be an integer >= 0 (0: no crop)")
-        per_class = config.data.get("labels_per_class", 0)
-        if not isinstance(per_class, numbers.Integral) or per_class < 0:
-            raise _invalid("data.labels_per_class", per_class, "must be an integer >= 0 (0: all)")
-        for key in ("validation_per_class", "test_per_class"):
-            count = config.data.get(key, 0)
-            if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
-                raise _invalid(f"data.{key}", count, "must be an integer >= 0 (0: none)")
-        normalization = config.data.get("normalization", "per_channel")
-        if normalization not in NORMALIZATIONS:
-            raise _invalid("data.normalization", normalization, f"choose one of {NORMALIZATIONS}")
-    if init_scheme(config) not in INIT_SCHEMES:
-        raise _invalid("model.init", init_scheme(config), f"choose one of {INIT_SCHEMES}")
-    fgsm_space = (config.get("eval") or {}).get("fgsm_space", "normalized")
-    if fgsm_space not in FGSM_SPACES:
-        raise _invalid("eval.fgsm_space", fgsm_space, f"choose one of {FGSM_SPACES}")
-    for key in ("batch_size", "eval_batch_size", "num_epochs", "log_every_steps"):
-        _positive_int(config, key)
-    if config.loss not in LOSS_NAMES:
-        raise _invalid("loss", config.loss, f"choose one of {LOSS_NAMES}")
-    alpha = config.mix.alpha
-    if not isinstance(alpha, numbers.Real) or not alpha >= 0:
-        raise _invalid("mix.alpha", alpha, "must be >= 0 (0 disables mixing)")
-    if config.optimizer.learning_rate <= 0:
-        raise _invalid("optimizer.learning_rate", config.optimizer.learning_rate, "must be > 0")
-    model = build_model(config)
-    points = model.num_mix_points
-    layers = tuple(config.mix.layers)
-    if any(not isinstance(k, numbers.Integral) or not 0 <= k < points for k in layers) \
-            or len(set(layers)) != len(layers):
-        raise _invalid("mix.layers", layers,
-                       f"{config.model.name} has mix points 0..{points - 1} (0 = input); give "
-                       "distinct ones, () for ERM, (0,) for Input Mixup")
-
-
-def check_config(config: ml_collections.ConfigDict) -> None:
-    """Raises ConfigError for the first invalid key of `config` or of any of its variants."""
+def run_specs(config: ml_collections.ConfigDict) -> list[tuple[str, RunSpec]]:
+    """(name, RunSpec) per variant ("" without variants); ConfigError names the variant too."""
+    specs = []
     for name, single in variants(config):
         try:
-            _check_single(single)
+            specs.append((name, run_spec(single)))
         except ConfigError as error:
             if not name:
                 raise
             raise ConfigError(f"variant {name!r}: {error}") from None
+    return specs
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError for the first invalid key of `config` or of any of its variants."""
+    run_specs(config)
+
+
+__all__ = ["ConfigError", "RunSpec", "build_model", "check_config", "run_spec", "run_specs",
+           "variants"]

@@ -7,3 +7,11 @@ class ConfigError(ValueError):
 
 class DataError(ConfigError):
     """Data that cannot be used as configured (missing or damaged archive, wrong shapes, labels)."""
+
+
+class WorkdirError(RuntimeError):
+    """The workdir cannot be used as asked (e.g. it already holds a finished run)."""
+
+
+class HostSetupError(RuntimeError):
+    """The CPU set-up was asked for after JAX had already started its backends."""

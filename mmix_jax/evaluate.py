@@ -186,14 +186,6 @@ class EvalSettings:
     spectrum_point: int = -1
 
 
-def eval_settings(config: Any) -> EvalSettings:
-    section = config.get("eval") or {}
-    return EvalSettings(ece_bins=int(section.get("ece_bins", 15)),
-                        fgsm_epsilon=float(section.get("fgsm_epsilon", 0.0)),
-                        fgsm_space=str(section.get("fgsm_space", "normalized")),
-                        spectrum_point=int(section.get("spectrum_point", -1)))
-
-
 def full_evaluation(state: TrainState, dataset: ArrayDataset, space: InputSpace,
                     settings: EvalSettings, batch_size: int, mesh: Mesh,
                     num_classes: int) -> dict[str, Any]:
@@ -256,6 +248,6 @@ def mean_confidence(probabilities: np.ndarray) -> float:
 
 
 __all__ = ["EvalSettings", "InputSpace", "class_spectra", "classification_metrics",
-           "FGSM_SPACES", "eval_settings", "evaluate_dataset", "expected_calibration_error", "fgsm_logits_fn",
+           "FGSM_SPACES", "evaluate_dataset", "expected_calibration_error", "fgsm_logits_fn",
            "full_evaluation", "logits_fn", "mean_confidence", "predict_probabilities",
            "representation_fn", "run_per_example"]

@@ -2,7 +2,7 @@
 
 `--mode=evaluate` evaluates the newest checkpoint of each run in DIR instead of training.
 
-Thin on purpose: flags in, `train.run` does the work. Configuration and workdir errors end the
+Thin on purpose: flags in, `runs.run` does the work. Configuration and workdir errors end the
 program with one line naming what is wrong, before anything is computed or written.
 
 Multi-host: pass --coordinator_address/--num_processes/--process_id (one process per host or
@@ -24,8 +24,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mmix_jax import host, train
-from mmix_jax.errors import ConfigError
+from mmix_jax import host, runs
+from mmix_jax.errors import ConfigError, WorkdirError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/default.py or configs/default.py:manifold.",
@@ -79,10 +79,10 @@ def main(argv: list[str]) -> None:
     initialize_distributed()
     try:
         if _MODE.value == "evaluate":
-            train.evaluate(_CONFIG.value, _WORKDIR.value)
+            runs.evaluate(_CONFIG.value, _WORKDIR.value)
         else:
-            train.run(_CONFIG.value, _WORKDIR.value)
-    except (ConfigError, train.WorkdirError) as error:
+            runs.run(_CONFIG.value, _WORKDIR.value)
+    except (ConfigError, WorkdirError) as error:
         sys.exit(f"mmix-train: error: {error}")
 
 

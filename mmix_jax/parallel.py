@@ -16,10 +16,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mmix_jax.mixup import MixSpec
+from mmix_jax.models import DATA_AXIS
 from mmix_jax.state import TrainState
 from mmix_jax.step import Batch, Metrics, eval_step, mixup_step
 
-DATA_AXIS = "data"
 
 
 def make_mesh(devices: Optional[list[jax.Device]] = None) -> Mesh:

@@ -6,7 +6,7 @@ the median step time and its spread over repeated timed windows (each window end
 `block_until_ready`), images/s, and peak device memory where the backend reports it. With
 --pipeline it also times the same step fed by the real input path (uint8 batches gathered on
 the host from an in-memory CIFAR-size set, sent to the device, cropped/flipped/normalised
-inside the compiled step). With --torch it runs ../shared/bench/torch_ref_step.py on the same
+inside the compiled step). With --torch it runs scripts/torch_reference.py on the same
 shapes and prints the ratio ours/theirs. The reference runs in this process's environment (so
 the allocator set-up, GLIBC_TUNABLES or a preloaded tcmalloc/jemalloc, which speeds up both,
 applies to both); --torch-malloc default also or instead runs it without those variables, as
@@ -51,7 +51,8 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from mmix_jax.configuration import DTYPES  # noqa: E402
+from mmix_jax.methods import PAPER_METHODS  # noqa: E402
+from mmix_jax.models import DTYPES  # noqa: E402
 from mmix_jax import flops as model_flops, host, parallel  # noqa: E402
 from mmix_jax.data.augment import augment, normalize  # noqa: E402
 from mmix_jax.data.pipeline import ArrayDataset, TrainBatches  # noqa: E402
@@ -60,8 +61,8 @@ from mmix_jax.models import get_model  # noqa: E402
 from mmix_jax.optim import paper_sgd, step_schedule  # noqa: E402
 from mmix_jax.state import create_train_state  # noqa: E402
 
-MODES = {"erm": (0.0, ()), "input": (1.0, (0,)), "manifold": (2.0, (0, 1, 2))}
-TORCH_REF = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "bench" / "torch_ref_step.py"
+MODES = {name: (method.alpha, method.mix_layers) for name, method in PAPER_METHODS.items()}
+TORCH_REF = pathlib.Path(__file__).resolve().parent / "torch_reference.py"
 TORCH_ON_DEVICE = pathlib.Path(__file__).resolve().parent / "torch_on_device.py"
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 

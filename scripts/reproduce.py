@@ -30,6 +30,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from mmix_jax.methods import TITLES, title_of
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # (dataset, model, method) → (test error %, test NLL), Verma et al. 2019, Table 1.
@@ -39,14 +41,11 @@ PAPER: dict[tuple[str, str, str], tuple[float, float]] = {
     ("cifar10", "preactresnet18", "Manifold Mixup"): (2.95, 0.137),
 }
 
-METHOD_ORDER = ("ERM", "Input Mixup", "Manifold Mixup")
+METHOD_ORDER = TITLES
 
 
 def method_of(config: dict[str, Any]) -> str:
-    layers = list(config["mix"]["layers"])
-    if not layers or config["mix"]["alpha"] <= 0:
-        return "ERM"
-    return "Input Mixup" if layers == [0] else "Manifold Mixup"
+    return title_of(config["mix"]["alpha"], config["mix"]["layers"])
 
 
 def model_of(config: dict[str, Any]) -> str:

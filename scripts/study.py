@@ -51,7 +51,7 @@ def fashion_curve() -> list[Run]:
             for method in METHODS:
                 runs.append(Run(
                     f"n{per_class}_{method}_s{seed}",
-                    f"configs/fashion_mnist.py:preactresnet18,{method},epochs={total}",
+                    f"configs/supervised.py:fashion_mnist,preactresnet18,{method},epochs={total}",
                     (("seed", str(seed)), ("model.width", "16"),
                      ("data.labels_per_class", str(per_class)),
                      ("data.validation_per_class", "500"),
@@ -65,7 +65,7 @@ def fashion_full() -> list[Run]:
     30 minutes of GPU time left after the curve allowed (all three at once on one H100)."""
     epochs = 25
     return [Run(f"full_{method}_s0",
-                f"configs/fashion_mnist.py:preactresnet18,{method},epochs={epochs}",
+                f"configs/supervised.py:fashion_mnist,preactresnet18,{method},epochs={epochs}",
                 (("seed", "0"), ("model.width", "64"), ("data.validation_per_class", "500"),
                  ("checkpoint.every_epochs", str(max(1, epochs // 20)))))
             for method in METHODS]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs a PyTorch script unchanged on another device: sets PyTorch's default device, then runs it.
 
-    python scripts/torch_on_device.py cuda ../shared/bench/torch_ref_step.py --batch 512 ...
+    python scripts/torch_on_device.py cuda scripts/torch_reference.py --batch 512 ...
 
 The reference step builds its model and tensors without naming a device; with the default device
 set they are made on the GPU, as a user moving the paper's code there would. Its timing stays

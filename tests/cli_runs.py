@@ -20,8 +20,12 @@ SHORT_RUN = ["--config=configs/default.py:manifold", "--config.num_epochs=10",
              "--config.checkpoint.keep=2"]
 
 
-def command(workdir, *extra):
-    return [sys.executable, "-m", "mmix_jax.main", *SHORT_RUN, f"--workdir={workdir}", *extra]
+def command(workdir, *extra, kill_during_save=None):
+    """The short run's command; with `kill_during_save=STEP` through the test seam that
+    SIGKILLs the process once the save of STEP has started (tests/kill_during_save.py)."""
+    entry = (["-m", "mmix_jax.main"] if kill_during_save is None else
+             [str(ROOT / "tests" / "kill_during_save.py"), str(kill_during_save)])
+    return [sys.executable, *entry, *SHORT_RUN, f"--workdir={workdir}", *extra]
 
 
 def environment(devices=None, **extra):
@@ -32,9 +36,10 @@ def environment(devices=None, **extra):
     return env
 
 
-def run(workdir, *extra, timeout=300, **env):
-    return subprocess.run(command(workdir, *extra), cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=environment(**env))
+def run(workdir, *extra, timeout=300, kill_during_save=None, **env):
+    return subprocess.run(command(workdir, *extra, kill_during_save=kill_during_save), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          env=environment(**env))
 
 
 def start(workdir, *extra, **env):

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from mmix_jax import train
+from mmix_jax import runs
+from mmix_jax.errors import WorkdirError
 from mmix_jax.configuration import ConfigError, check_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -88,8 +89,8 @@ def test_finished_workdir_is_refused_and_left_untouched(tmp_path):
     summary = tmp_path / "summary.json"
     summary.write_text(json.dumps({"test_accuracy": 0.9}))
     before = sorted(p.name for p in tmp_path.iterdir())
-    with pytest.raises(train.WorkdirError, match="already holds a finished run"):
-        train.run(default.get_config(), tmp_path)
+    with pytest.raises(WorkdirError, match="already holds a finished run"):
+        runs.run(default.get_config(), tmp_path)
     assert json.loads(summary.read_text()) == {"test_accuracy": 0.9}
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
@@ -97,8 +98,8 @@ def test_finished_workdir_is_refused_and_left_untouched(tmp_path):
 def test_finished_variant_workdir_is_refused_before_training(tmp_path):
     (tmp_path / "manifold").mkdir()
     (tmp_path / "manifold" / "summary.json").write_text("{}")
-    with pytest.raises(train.WorkdirError, match="manifold"):
-        train.run(default.get_config(), tmp_path)
+    with pytest.raises(WorkdirError, match="manifold"):
+        runs.run(default.get_config(), tmp_path)
     assert not (tmp_path / "erm").exists()  # nothing was trained first
 
 

@@ -8,11 +8,10 @@ import pathlib
 import shutil
 import tarfile
 
-import ml_collections
 import numpy as np
 import pytest
 
-from mmix_jax.data import (IMAGE_SOURCES, ArrayDataset, TrainBatches, eval_preprocess,
+from mmix_jax.data import (IMAGE_SOURCES, ArrayDataset, DataSpec, TrainBatches, eval_preprocess,
                            load_dataset, tfds_source)
 from mmix_jax.errors import ConfigError, DataError
 
@@ -33,8 +32,7 @@ def records(images, labels):
 
 
 def data_config(**keys):
-    return ml_collections.ConfigDict(dict(dict(data_dir="", manual_dir="", labels_per_class=0),
-                                          **keys))
+    return DataSpec(**keys)
 
 
 @pytest.fixture(scope="module")
@@ -201,14 +199,14 @@ def test_labels_out_of_range_and_wrong_image_shape_are_named():
 def test_unknown_dataset_and_mismatched_classes_are_config_errors():
     import sys
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "configs"))
-    import cifar10  # noqa: E402
+    import supervised  # noqa: E402
     from mmix_jax.configuration import check_config
 
-    config = cifar10.get_config("preactresnet18,manifold")
+    config = supervised.get_config("cifar10,preactresnet18,manifold")
     config.data.name = "imagenet2012"
     with pytest.raises(ConfigError, match="config.data.name = 'imagenet2012' is invalid"):
         check_config(config)
-    config = cifar10.get_config("preactresnet18,manifold")
+    config = supervised.get_config("cifar10,preactresnet18,manifold")
     config.num_classes = 100
     with pytest.raises(ConfigError, match="config.num_classes = 100 is invalid: cifar10 has 10"):
         check_config(config)
@@ -232,15 +230,15 @@ def test_eval_preprocess_normalises_with_the_split_statistics():
 def test_cifar10_manifold_config_trains_and_evaluates_end_to_end_on_mocked_tfds(tmp_path):
     import sys
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "configs"))
-    import cifar10  # noqa: E402
-    from mmix_jax import train
+    import supervised  # noqa: E402
+    from mmix_jax import runs
 
-    config = cifar10.get_config("preactresnet18,manifold,epochs=2")
+    config = supervised.get_config("cifar10,preactresnet18,manifold,epochs=2")
     config.model.width = 4
     config.data.data_dir = str(tmp_path / "tfds")
     config.batch_size, config.eval_batch_size, config.log_every_steps = 10, 20, 4
     with tfds.testing.mock_data(num_examples=40):
-        summary = train.run(config, tmp_path / "run")
+        summary = runs.run(config, tmp_path / "run")
     assert summary["run"]["steps"] == 8
     for key in ("test_error_percent", "test_nll", "test_ece", "fgsm_accuracy"):
         assert np.isfinite(summary["run"][key]), key

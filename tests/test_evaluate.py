@@ -167,6 +167,7 @@ def test_fgsm_lowers_the_accuracy_of_a_trained_erm_model(tmp_path):
     import pathlib
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "configs"))
     import default  # noqa: E402
+    from mmix_jax.configuration import run_spec
     from mmix_jax.data import load_dataset
     from mmix_jax.train import train_and_evaluate
 
@@ -174,8 +175,9 @@ def test_fgsm_lowers_the_accuracy_of_a_trained_erm_model(tmp_path):
     config.variants = {}
     config.num_epochs, config.optimizer.milestones = 30, (20, 25)
     config.checkpoint.every_epochs = 30
-    splits = load_dataset(config.data, config.seed)
-    state = train_and_evaluate(config, tmp_path, splits).state
+    spec = run_spec(config)
+    splits = load_dataset(spec.data, spec.seed)
+    state = train_and_evaluate(spec, tmp_path, splits).state
     mesh = parallel.make_mesh()
     results = full_evaluation(state, splits.test, InputSpace(), EvalSettings(fgsm_epsilon=0.1),
                               1000, mesh, 2)

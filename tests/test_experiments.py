@@ -7,11 +7,18 @@ import sys
 import pytest
 
 from mmix_jax.configuration import build_model, check_config, variants
+from mmix_jax.methods import PAPER_METHODS
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "configs"))
+import supervised  # noqa: E402  (configs/supervised.py)
 
 IMAGE_FILES = {"cifar10": "cifar10", "cifar100": "cifar100", "svhn": "svhn_cropped",
                "fashion_mnist": "fashion_mnist"}
+
+
+def test_the_configs_methods_are_the_packages_table():
+    assert supervised.METHODS == {name: (m.alpha, m.mix_layers)
+                                  for name, m in PAPER_METHODS.items()}
 
 
 @pytest.mark.parametrize("file", sorted(IMAGE_FILES))
@@ -20,7 +27,7 @@ IMAGE_FILES = {"cifar10": "cifar10", "cifar100": "cifar100", "svhn": "svhn_cropp
     ("erm", 0.0, ()), ("input", 1.0, (0,)), ("manifold", 2.0, (0, 1, 2))])
 def test_every_table_row_is_a_valid_config_with_the_papers_settings(file, model, method, alpha,
                                                                     layers):
-    config = importlib.import_module(file).get_config(f"{model},{method}")
+    config = supervised.get_config(f"{file},{model},{method}")
     check_config(config)
     assert config.data.name == IMAGE_FILES[file]
     assert config.model.name == model
@@ -45,17 +52,16 @@ def test_every_table_row_is_a_valid_config_with_the_papers_settings(file, model,
 
 
 def test_the_older_1200_epoch_schedule_is_a_named_option():
-    config = importlib.import_module("cifar10").get_config("preactresnet18,schedule=legacy1200")
+    config = supervised.get_config("cifar10,preactresnet18,schedule=legacy1200")
     assert (config.num_epochs, tuple(config.optimizer.milestones)) == (1200, (400, 800))
-    config = importlib.import_module("cifar10").get_config(
-        "preactresnet18,schedule=legacy1200,epochs=120")
+    config = supervised.get_config("cifar10,preactresnet18,schedule=legacy1200,epochs=120")
     assert (config.num_epochs, tuple(config.optimizer.milestones)) == (120, (40, 80))
     with pytest.raises(ValueError, match="schedule=fast; choose one of"):
-        importlib.import_module("cifar10").get_config("preactresnet18,schedule=fast")
+        supervised.get_config("cifar10,preactresnet18,schedule=fast")
 
 
 def test_no_method_trains_all_three_as_variants():
-    config = importlib.import_module("cifar10").get_config("preactresnet18")
+    config = supervised.get_config("cifar10,preactresnet18")
     check_config(config)
     runs = {name: (single.mix.alpha, tuple(single.mix.layers)) for name, single in variants(config)}
     assert runs == {"erm": (0.0, ()), "input": (1.0, (0,)), "manifold": (2.0, (0, 1, 2))}
@@ -67,7 +73,7 @@ def test_no_method_trains_all_three_as_variants():
     ("preactresnet18,epochs=4", 4, (1, 2, 3)),
 ])
 def test_epochs_option_scales_the_milestones(arg, epochs, milestones):
-    config = importlib.import_module("cifar100").get_config(arg)
+    config = supervised.get_config(f"cifar100,{arg}")
     assert (config.num_epochs, tuple(config.optimizer.milestones)) == (epochs, milestones)
 
 
@@ -78,7 +84,7 @@ def test_epochs_option_scales_the_milestones(arg, epochs, milestones):
 ])
 def test_bad_arguments_are_named(arg, message):
     with pytest.raises(ValueError) as error:
-        importlib.import_module("cifar10").get_config(arg)
+        supervised.get_config(f"cifar10,{arg}")
     assert message in str(error.value)
 
 

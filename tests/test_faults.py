@@ -56,7 +56,7 @@ def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path, reference):
 
 
 def test_sigkill_during_an_async_save_then_resume_is_bit_identical(tmp_path, reference):
-    result = run(tmp_path, MMIX_FAULT_KILL_DURING_SAVE_STEP="500")
+    result = run(tmp_path, kill_during_save=500)
     assert result.returncode == -signal.SIGKILL
     steps = checkpoint_steps(tmp_path / "manifold")
     assert steps and max(steps) <= 500 and 450 in steps
@@ -76,7 +76,7 @@ def test_sigterm_saves_then_exits_and_resumes_bit_identical(tmp_path, reference)
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, reference):
-    result = run(tmp_path, MMIX_FAULT_KILL_DURING_SAVE_STEP="600")
+    result = run(tmp_path, kill_during_save=600)
     assert result.returncode == -signal.SIGKILL
     run_dir = tmp_path / "manifold"
     for _ in range(50):  # the kill may land before the save of 600 is committed
@@ -99,7 +99,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, refe
 
 
 def test_resume_with_a_different_model_is_refused_and_touches_nothing(tmp_path):
-    result = run(tmp_path, MMIX_FAULT_KILL_DURING_SAVE_STEP="100")
+    result = run(tmp_path, kill_during_save=100)
     assert result.returncode == -signal.SIGKILL
     before = checkpoint_steps(tmp_path / "manifold")
     for _ in range(50):  # as above: let a commit that raced the kill show up first

@@ -2,7 +2,6 @@
 must happen before JAX starts its backends, which this test process has long done)."""
 
 import json
-import platform
 import subprocess
 import sys
 
@@ -100,60 +99,3 @@ def test_cli_cpu_tuning_trains_to_the_same_result_within_float_tolerance(tmp_pat
         np.testing.assert_allclose(params_tuned[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
     summaries = [json.loads((tmp_path / name / "manifold" / "summary.json").read_text()) for name in ("tuned", "plain")]
     assert summaries[0]["test_accuracy"] == pytest.approx(summaries[1]["test_accuracy"], abs=0.01)
-
-
-@pytest.mark.parametrize("tunables, expected", [
-    ("glibc.malloc.hugetlb=1", True),
-    ("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1", True),
-    ("glibc.malloc.hugetlb=0", False),
-    ("glibc.malloc.hugetlb=10", False),
-    ("", False),
-])
-def test_huge_page_tunable_is_recognised_only_when_exactly_set(tunables, expected):
-    assert host.malloc_uses_huge_pages({"GLIBC_TUNABLES": tunables}) is expected
-    assert host.malloc_uses_huge_pages({}) is False
-
-
-@pytest.mark.parametrize("preload, expected", [
-    ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "tcmalloc"),
-    ("libjemalloc.so.2", "jemalloc"),
-    ("/opt/lib/libfoo.so:/usr/lib/libmimalloc.so.2", "mimalloc"),
-    ("/opt/lib/libfoo.so /opt/lib/libtcmalloc.so.4", "tcmalloc"),
-    ("/opt/jemalloc/lib/libfoo.so", None),  # the directory name does not count
-    ("", None),
-])
-def test_a_preloaded_replacement_allocator_is_recognised(preload, expected):
-    assert host.preloaded_allocator({"LD_PRELOAD": preload}) == expected
-
-
-glibc_only = pytest.mark.skipif(
-    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-    reason="GLIBC_TUNABLES only means something to glibc on Linux")
-
-
-def probe_stderr(tuning, glibc_tunables=None):
-    """stderr of the probe, with GLIBC_TUNABLES set to `glibc_tunables` or removed (None)."""
-    env = {k: v for k, v in environment().items() if k != "GLIBC_TUNABLES"}
-    if glibc_tunables is not None:
-        env["GLIBC_TUNABLES"] = glibc_tunables
-    return run_probe(2, tuning, env).stderr
-
-
-@glibc_only
-def test_cpu_tuning_without_huge_pages_says_how_to_start_the_command():
-    assert "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 in its environment" in probe_stderr(True)
-    # Tunables already set are kept in the suggested value.
-    assert ("GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1 in"
-            in probe_stderr(True, "glibc.malloc.arena_max=2"))
-
-
-@glibc_only
-def test_no_malloc_hint_with_huge_pages_set_or_without_cpu_tuning():
-    assert "GLIBC_TUNABLES" not in probe_stderr(True, "glibc.malloc.hugetlb=1")
-    assert "GLIBC_TUNABLES" not in probe_stderr(False)
-
-
-@glibc_only
-def test_no_malloc_hint_where_another_allocator_is_preloaded():
-    assert "GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in host.malloc_hint({})
-    assert host.malloc_hint({"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}) is None

@@ -1,10 +1,9 @@
 """Local .npz image data: balanced, disjoint, seeded splits and one clear error per bad file."""
 
-import ml_collections
 import numpy as np
 import pytest
 
-from mmix_jax.data import load_dataset
+from mmix_jax.data import DataSpec, load_dataset
 from mmix_jax.errors import DataError
 
 
@@ -19,9 +18,7 @@ def write_npz(path, per_class=(30, 25, 40), shape=(4, 4, 1), **extra):
 
 
 def config(path, **keys):
-    return ml_collections.ConfigDict(dict(dict(name="npz", path=str(path), test_per_class=5,
-                                               validation_per_class=0, labels_per_class=0),
-                                          **keys))
+    return DataSpec(**dict(dict(name="npz", path=str(path), test_per_class=5), **keys))
 
 
 def ids(dataset):

@@ -16,7 +16,6 @@ from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from mmix_jax.data.augment import augment, normalize
 from mmix_jax.data.pipeline import ArrayDataset, TrainBatches, eval_batches
@@ -36,6 +35,30 @@ Batch = dict[str, jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """Which data and how it is split and augmented (the module docstring says what each does).
+
+    Spirals take num_train, num_test, noise and turns; image data the rest.
+    """
+
+    name: str
+    data_dir: str = ""
+    manual_dir: str = ""
+    path: str = ""
+    test_per_class: int = 0
+    validation_per_class: int = 0
+    labels_per_class: int = 0
+    image_shape: Optional[tuple[int, ...]] = None
+    crop_padding: int = 0
+    flip: bool = False
+    normalization: str = "per_channel"
+    num_train: int = 0
+    num_test: int = 0
+    noise: float = 0.0
+    turns: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Splits:
     """Train and test splits; images uint8 with per-channel `mean`/`std` (in [0, 1] units) for
     image data, raw float features (mean/std None) otherwise."""
@@ -52,10 +75,10 @@ class Splits:
         return self.mean is not None
 
 
-def read_tfds(data_config: ml_collections.ConfigDict) -> tuple[ArrayDataset, ArrayDataset]:
+def read_tfds(spec: DataSpec) -> tuple[ArrayDataset, ArrayDataset]:
     """(train, test) of a TFDS dataset, prepared (offline from manual_dir if given) and read."""
-    source = IMAGE_SOURCES[data_config.name]
-    args = (source.tfds_name, data_config.get("data_dir", ""), data_config.get("manual_dir", ""))
+    source = IMAGE_SOURCES[spec.name]
+    args = (source.tfds_name, spec.data_dir, spec.manual_dir)
     # Process 0 prepares first, so that hosts sharing a data_dir never write it together;
     # the others then find it prepared (or prepare their own local copy).
     first = jax.process_index() == 0
@@ -69,40 +92,35 @@ def read_tfds(data_config: ml_collections.ConfigDict) -> tuple[ArrayDataset, Arr
     return read_split(builder, source.train_split), read_split(builder, source.test_split)
 
 
-def load_image_dataset(data_config: ml_collections.ConfigDict, num_classes: int,
-                       seed: int) -> Splits:
+def load_image_dataset(spec: DataSpec, num_classes: int, seed: int) -> Splits:
     """An image dataset read into memory, validated, split and subset as configured."""
-    name = data_config.name
-    if name == NPZ:
-        train, test = read_npz(data_config.get("path", ""))
-        train_what, test_what = f"{data_config.path} 'image'", f"{data_config.path} 'test_image'"
-        shape = data_config.get("image_shape") or None
+    if spec.name == NPZ:
+        train, test = read_npz(spec.path)
+        train_what, test_what = f"{spec.path} 'image'", f"{spec.path} 'test_image'"
+        shape = spec.image_shape
     else:
-        train, test = read_tfds(data_config)
-        source = IMAGE_SOURCES[name]
-        train_what = f"{name} split {source.train_split!r}"
-        test_what = f"{name} split {source.test_split!r}"
-        shape = data_config.get("image_shape") or source.image_shape
+        train, test = read_tfds(spec)
+        source = IMAGE_SOURCES[spec.name]
+        train_what = f"{spec.name} split {source.train_split!r}"
+        test_what = f"{spec.name} split {source.test_split!r}"
+        shape = spec.image_shape or source.image_shape
     check_split(train, train_what, shape, num_classes)
     if test is None:
-        per_class = data_config.get("test_per_class", 0)
-        if not per_class:
-            raise DataError(f"{data_config.path} has no test arrays: set config.data."
-                            "test_per_class to take a balanced test split from it.")
-        test, train = split_per_class(train, per_class, num_classes, seed, TEST_STREAM,
-                                      key="data.test_per_class")
+        if not spec.test_per_class:
+            raise DataError(f"{spec.path} has no test arrays: set config.data.test_per_class "
+                            "to take a balanced test split from it.")
+        test, train = split_per_class(train, spec.test_per_class, num_classes, seed,
+                                      TEST_STREAM, key="data.test_per_class")
     else:
         check_split(test, test_what, shape, num_classes)
     validation = None
-    if data_config.get("validation_per_class", 0):
-        validation, train = split_per_class(train, data_config.validation_per_class,
-                                            num_classes, seed, VALIDATION_STREAM,
-                                            key="data.validation_per_class")
-    per_class = data_config.get("labels_per_class", 0)
-    if per_class:
-        train, _ = split_per_class(train, per_class, num_classes, seed, LABELED_STREAM,
-                                   key="data.labels_per_class", at_most=True)
-    if data_config.get("normalization", "per_channel") == "half":
+    if spec.validation_per_class:
+        validation, train = split_per_class(train, spec.validation_per_class, num_classes, seed,
+                                            VALIDATION_STREAM, key="data.validation_per_class")
+    if spec.labels_per_class:
+        train, _ = split_per_class(train, spec.labels_per_class, num_classes, seed,
+                                   LABELED_STREAM, key="data.labels_per_class", at_most=True)
+    if spec.normalization == "half":
         channels = train.images.shape[-1]
         mean, std = (0.5,) * channels, (0.5,) * channels
     else:
@@ -110,21 +128,19 @@ def load_image_dataset(data_config: ml_collections.ConfigDict, num_classes: int,
     return Splits(train, test, num_classes, mean, std, validation)
 
 
-def load_dataset(data_config: ml_collections.ConfigDict, seed: int,
-                 num_classes: Optional[int] = None) -> Splits:
-    """The train and test splits named by `data_config.name`."""
-    if data_config.name == "spirals":
-        kwargs = dict(noise=data_config.noise, turns=data_config.turns)
-        return Splits(two_spirals(data_config.num_train, seed=seed, **kwargs),
-                      two_spirals(data_config.num_test, seed=seed + 1, **kwargs), num_classes=2)
-    if data_config.name == NPZ:
+def load_dataset(spec: DataSpec, seed: int, num_classes: Optional[int] = None) -> Splits:
+    """The train (validation) and test splits of the data `spec` names."""
+    if spec.name == "spirals":
+        kwargs = dict(noise=spec.noise, turns=spec.turns)
+        return Splits(two_spirals(spec.num_train, seed=seed, **kwargs),
+                      two_spirals(spec.num_test, seed=seed + 1, **kwargs), num_classes=2)
+    if spec.name == NPZ:
         if not num_classes:
             raise DataError("config.num_classes must be set for npz data.")
-        return load_image_dataset(data_config, num_classes, seed)
-    if data_config.name in IMAGE_SOURCES:
-        classes = num_classes or IMAGE_SOURCES[data_config.name].num_classes
-        return load_image_dataset(data_config, classes, seed)
-    raise DataError(f"config.data.name = {data_config.name!r} is invalid: choose one of "
+        return load_image_dataset(spec, num_classes, seed)
+    if spec.name in IMAGE_SOURCES:
+        return load_image_dataset(spec, num_classes or IMAGE_SOURCES[spec.name].num_classes, seed)
+    raise DataError(f"config.data.name = {spec.name!r} is invalid: choose one of "
                     f"{DATASET_NAMES}.")
 
 
@@ -139,13 +155,12 @@ def eval_preprocess(splits: Splits) -> Optional[Callable[[Batch], Batch]]:
     return preprocess
 
 
-def train_preprocess(data_config: ml_collections.ConfigDict, splits: Splits
+def train_preprocess(spec: DataSpec, splits: Splits
                      ) -> Optional[Callable[[jax.Array, Batch], Batch]]:
     """Random crop (zero padding) / flip as configured, then normalisation, on device."""
     if not splits.is_image_data:
         return None
-    padding = int(data_config.get("crop_padding", 0))
-    flip = bool(data_config.get("flip", False))
+    padding, flip = spec.crop_padding, spec.flip
 
     def preprocess(rng: jax.Array, batch: Batch) -> Batch:
         images = augment(rng, batch["image"], crop_padding=padding, flip=flip)
@@ -154,6 +169,6 @@ def train_preprocess(data_config: ml_collections.ConfigDict, splits: Splits
     return preprocess
 
 
-__all__ = ["ArrayDataset", "DATASET_NAMES", "IMAGE_SOURCES", "NORMALIZATIONS", "NPZ", "Splits", "TrainBatches",
+__all__ = ["ArrayDataset", "DATASET_NAMES", "DataSpec", "IMAGE_SOURCES", "NORMALIZATIONS", "NPZ", "Splits", "TrainBatches",
            "eval_batches", "eval_preprocess", "load_dataset", "off_data_grid",
            "train_preprocess", "two_spirals"]

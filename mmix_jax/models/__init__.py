@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
+
+import jax.numpy as jnp
 
 from mmix_jax.models.base import MixableModel
 from mmix_jax.models.mlp import MLP
@@ -22,6 +25,28 @@ _REGISTRY: dict[str, Callable[..., MixableModel]] = {
 MODEL_NAMES: tuple[str, ...] = tuple(sorted(_REGISTRY))
 
 
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DATA_AXIS = "data"  # the mesh axis of data parallelism (mmix_jax.parallel)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A model by name: compute dtype, parameter init scheme ("he" | "torch"), the model's own
+    keyword options as sorted (key, value) pairs, and BatchNorm statistics across devices."""
+
+    name: str
+    dtype: str = "float32"
+    init: str = "he"
+    options: tuple[tuple[str, Any], ...] = ()
+    cross_device_batch_norm: bool = False
+
+    def build(self, num_classes: int) -> MixableModel:
+        kwargs = dict(self.options)
+        if self.cross_device_batch_norm:
+            kwargs["bn_axis"] = DATA_AXIS
+        return get_model(self.name, num_classes=num_classes, dtype=DTYPES[self.dtype], **kwargs)
+
+
 def get_model(name: str, **kwargs: Any) -> MixableModel:
     """The model called `name` (see MODEL_NAMES), built with `kwargs` (num_classes, dtype, ...)."""
     try:
@@ -31,4 +56,5 @@ def get_model(name: str, **kwargs: Any) -> MixableModel:
     return factory(**kwargs)
 
 
-__all__ = ["MLP", "MODEL_NAMES", "MixableModel", "PreActResNet", "WideResNet", "get_model"]
+__all__ = ["DTYPES", "MLP", "MODEL_NAMES", "MixableModel", "ModelSpec", "PreActResNet",
+           "WideResNet", "get_model"]

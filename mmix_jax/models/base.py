@@ -36,6 +36,11 @@ class MixableModel(nn.Module):
     def num_mix_points(self) -> int:
         raise NotImplementedError
 
+    @property
+    def has_batch_norm(self) -> bool:
+        """Whether the model keeps BatchNorm statistics (then it takes a `bn_axis`)."""
+        return False
+
     def segment(self, index: int, h: jax.Array, train: bool) -> jax.Array:
         raise NotImplementedError
 

@@ -96,6 +96,10 @@ class PreActResNet(MixableModel):
     def num_mix_points(self) -> int:
         return len(self.stage_sizes)
 
+    @property
+    def has_batch_norm(self) -> bool:
+        return True
+
     def setup(self):
         self.stem = conv(self.width, 3, 1, self.dtype)
         self.stages = [

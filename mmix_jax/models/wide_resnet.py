@@ -100,6 +100,10 @@ class WideResNet(MixableModel):
     def num_mix_points(self) -> int:
         return 4
 
+    @property
+    def has_batch_norm(self) -> bool:
+        return True
+
     def setup(self):
         if (self.depth - 4) % 6 or self.depth < 10:
             raise ValueError(f"WideResNet depth {self.depth}: must be 6n + 4 with n >= 1 (e.g. 28).")

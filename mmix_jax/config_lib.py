@@ -1,0 +1,79 @@
+"""Plumbing shared by the files in configs/: argument parsing and the settings every run has.
+
+The numbers of an experiment (data, model, schedule, α, mix points) are stated in its config
+file; this module only turns them into an ml_collections ConfigDict.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import ml_collections
+
+
+def parse_arg(arg: str, choices: Mapping[str, Sequence[str]],
+              options: Sequence[str] = ("epochs",)) -> tuple[dict[str, str], dict[str, str]]:
+    """Splits 'a,b,key=value' into ({kind: token}, {key: value}) with tokens from `choices`."""
+    picked: dict[str, str] = {}
+    given: dict[str, str] = {}
+    for token in filter(None, (t.strip() for t in arg.split(","))):
+        if "=" in token:
+            key, value = token.split("=", 1)
+            given[key] = value
+            continue
+        kind = next((k for k, names in choices.items() if token in names), None)
+        if kind is None or kind in picked:
+            allowed = "; ".join(f"{k}: {sorted(v)}" for k, v in choices.items())
+            raise ValueError(f"config argument {arg!r}: unexpected {token!r}. Give at most one "
+                             f"of each ({allowed}) and optionally {', '.join(options)}.")
+        picked[kind] = token
+    unknown = set(given) - set(options)
+    if unknown:
+        raise ValueError(f"config argument {arg!r}: unknown option(s) {sorted(unknown)}; the "
+                         f"options are {', '.join(f'{o}=...' for o in options)} (other keys: "
+                         "--config.KEY=VALUE).")
+    return picked, given
+
+
+def scaled_milestones(milestones: Sequence[int], paper_epochs: int, epochs: int) -> tuple[int, ...]:
+    """The milestones at the same fractions of a run of `epochs` epochs."""
+    return tuple(max(1, round(m * epochs / paper_epochs)) for m in milestones)
+
+
+def base(**settings: Any) -> ml_collections.ConfigDict:
+    """The keys every run has, with the paper's batch size, loss and evaluation defaults."""
+    config = ml_collections.ConfigDict(dict(
+        seed=0, loss="bce", batch_size=100, eval_batch_size=1000, log_every_steps=500,
+        cross_device_batch_norm=False, compilation_cache_dir="", tensorboard=True,
+        profile_dir=""))
+    config.checkpoint = ml_collections.ConfigDict(dict(
+        every_epochs=10, every_steps=0, keep=2, best_metric="auto", best_mode="max",
+        async_save=True))
+    config.eval = ml_collections.ConfigDict(dict(ece_bins=15, fgsm_epsilon=0.03,
+                                                 fgsm_space="normalized", spectrum_point=-1))
+    config.update(settings)
+    return config
+
+
+def sgd(milestones: Sequence[int]) -> ml_collections.ConfigDict:
+    """The paper's optimiser: SGD, Nesterov 0.9, lr 0.1, L2 1e-4, ×0.1 at each milestone."""
+    return ml_collections.ConfigDict(dict(learning_rate=0.1, momentum=0.9, nesterov=True,
+                                          weight_decay=1e-4, milestones=tuple(milestones),
+                                          decay_factor=0.1))
+
+
+def add_methods(config: ml_collections.ConfigDict, method: str | None,
+                methods: Mapping[str, tuple[float, tuple[int, ...]]]) -> None:
+    """config.mix for one method, or (method None) every method as variants."""
+    names = [method] if method else list(methods)
+    alpha, layers = methods[names[0]]
+    config.mix = ml_collections.ConfigDict(dict(alpha=alpha, layers=layers))
+    config.variants = ml_collections.ConfigDict()
+    if method is None:  # all methods, one after another into workdir/<method>
+        for name in names:
+            alpha, layers = methods[name]
+            config.variants[name] = ml_collections.ConfigDict(dict(mix=dict(alpha=alpha,
+                                                                            layers=layers)))
+
+
+__all__ = ["add_methods", "base", "parse_arg", "scaled_milestones", "sgd"]

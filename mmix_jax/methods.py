@@ -1,0 +1,36 @@
+"""The three methods by name: the one table the configs' tests, the benchmark and reproduce use.
+
+The paper's supervised settings (Verma et al. 2019, Sec. 5.1 and the authors' README): ERM;
+Input Mixup, α = 1 at the input; Manifold Mixup, α = 2 at mix points {0, 1, 2} (the input and
+the outputs of the first two stages).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    title: str                      # as tables and figures print it
+    alpha: float
+    mix_layers: tuple[int, ...]
+
+
+PAPER_METHODS: dict[str, Method] = {
+    "erm": Method("ERM", 0.0, ()),
+    "input": Method("Input Mixup", 1.0, (0,)),
+    "manifold": Method("Manifold Mixup", 2.0, (0, 1, 2)),
+}
+TITLES: tuple[str, ...] = tuple(m.title for m in PAPER_METHODS.values())
+
+
+def title_of(alpha: float, mix_layers: Sequence[int]) -> str:
+    """ERM (no mixing), Input Mixup (the input only) or Manifold Mixup (any hidden point)."""
+    if not mix_layers or alpha <= 0:
+        return "ERM"
+    return "Input Mixup" if list(mix_layers) == [0] else "Manifold Mixup"
+
+
+__all__ = ["Method", "PAPER_METHODS", "TITLES", "title_of"]

@@ -1,0 +1,106 @@
+"""A config's runs: validate, refuse finished workdirs, train each variant, write summaries.
+
+`run(config, workdir)` trains every variant of the config (or the config itself) into
+workdir/<variant>, evaluates it and writes summary.json; a workdir holding a finished run is
+refused, never overwritten. For 2-D data it also writes the decision-boundary figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from mmix_jax import figures
+from mmix_jax.configuration import RunSpec, run_specs
+from mmix_jax.data import Splits, load_dataset, off_data_grid
+from mmix_jax.errors import WorkdirError
+from mmix_jax.evaluate import mean_confidence, predict_probabilities
+from mmix_jax.summaries import SUMMARY_FILE, summary_scalars, write_json_atomically
+from mmix_jax.train import RunResult, evaluate_checkpoint, train_and_evaluate
+
+
+def refuse_finished(workdirs: list[pathlib.Path]) -> None:
+    """Raises WorkdirError if any of `workdirs` already holds a finished run's summary."""
+    for workdir in workdirs:
+        summary = workdir / SUMMARY_FILE
+        if summary.exists():
+            raise WorkdirError(
+                f"{workdir} already holds a finished run ({summary}); nothing was changed. "
+                "Pass a new --workdir, or move that directory away first.")
+
+
+def _two_d_report(result: RunResult, splits: Splits, grid_axis: np.ndarray,
+                  batch_size: int) -> np.ndarray:
+    """Adds the off-data confidence to the summary; returns P(class 1) on the plotting grid."""
+    off_data = off_data_grid(splits.train.images, extent=float(grid_axis[-1]), resolution=60,
+                             min_distance=0.3)
+    result.summary["off_data_confidence"] = mean_confidence(
+        predict_probabilities(result.state, off_data, batch_size))
+    result.summary["off_data_points"] = int(off_data.shape[0])
+    grid = np.stack(np.meshgrid(grid_axis, grid_axis), axis=-1).reshape(-1, 2)
+    return predict_probabilities(result.state, grid, batch_size)[:, 1]
+
+
+def enable_compilation_cache(cache_dir: str) -> None:
+    """Turns on JAX's persistent compilation cache in `cache_dir` (reused across runs)."""
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cache_dir))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def _specs_and_dirs(config: ml_collections.ConfigDict, workdir: pathlib.Path
+                    ) -> list[tuple[str, RunSpec, pathlib.Path]]:
+    return [(name, spec, workdir / name if name else workdir)
+            for name, spec in run_specs(config)]
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
+    """Validates `config`, then trains and evaluates each of its variants under `workdir`."""
+    workdir = pathlib.Path(workdir)
+    runs = _specs_and_dirs(config, workdir)
+    first = runs[0][1]
+    if first.compilation_cache_dir:
+        enable_compilation_cache(first.compilation_cache_dir)
+    refuse_finished([workdir] + [path for _, _, path in runs])
+    splits = load_dataset(first.data, first.seed, first.num_classes)
+    two_d = splits.train.images.ndim == 2 and splits.train.images.shape[1] == 2
+    grid_axis = np.linspace(-1.6, 1.6, 161, dtype=np.float32)
+    summaries, panels = {}, []
+    for name, spec, run_dir in runs:
+        logging.info("training %s in %s on %d %s device(s)", name or "the config", run_dir,
+                     jax.device_count(), jax.default_backend())
+        result = train_and_evaluate(spec, run_dir, splits)
+        if two_d:
+            probs = _two_d_report(result, splits, grid_axis, spec.eval_batch_size)
+            title = (f"{name or 'model'}: test acc {result.summary['test_accuracy']:.3f}\n"
+                     f"off-data confidence {result.summary['off_data_confidence']:.2f}")
+            panels.append((title, probs))
+        if name and jax.process_index() == 0:
+            write_json_atomically(run_dir / SUMMARY_FILE, result.summary)
+        summaries[name or "run"] = result.summary
+        logging.info("%s: %s", name or "run", json.dumps(result.summary, sort_keys=True))
+    if two_d and jax.process_index() == 0:
+        figures.decision_boundaries(workdir / "decision_boundaries.png", grid_axis, panels,
+                                    splits.test.images, splits.test.labels)
+    named = bool(runs[0][0])
+    if jax.process_index() == 0:
+        write_json_atomically(workdir / SUMMARY_FILE, summaries if named else summaries["run"])
+    return summaries
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
+    """Evaluates the newest checkpoint of each variant of `config` under `workdir`."""
+    runs = _specs_and_dirs(config, pathlib.Path(workdir))
+    first = runs[0][1]
+    splits = load_dataset(first.data, first.seed, first.num_classes)
+    return {name or "run": summary_scalars(evaluate_checkpoint(spec, run_dir, splits))
+            for name, spec, run_dir in runs}
+
+
+__all__ = ["evaluate", "refuse_finished", "run"]
