@@ -17,7 +17,8 @@ def test_spirals_job_trains_all_three_methods_and_writes_figure_and_summary(tmp_
          "--config.data.num_train=1000", "--config.log_every_steps=100"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.search(r"\[100\] .*accuracy=.*images_per_s=.*loss=", result.stderr)  # progress
+    assert re.search(r"\[100\] .*accuracy=.*loss=", result.stderr)  # progress: metrics
+    assert re.search(r"\[100\] .*steps_per_sec=", result.stderr)  # clu ReportProgress
 
     summary = json.loads((workdir / "summary.json").read_text())
     assert sorted(summary) == ["erm", "input", "manifold"]

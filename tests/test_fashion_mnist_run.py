@@ -16,10 +16,10 @@ from test_data_tfds import FASHION_MNIST, needs_fashion_mnist
 CONFIG = textwrap.dedent("""
     import sys
     sys.path.insert(0, {configs!r})
-    import fashion_mnist
+    import supervised
 
     def get_config(arg=""):
-        config = fashion_mnist.get_config("preactresnet18,manifold,epochs=8")
+        config = supervised.get_config("fashion_mnist,preactresnet18,manifold,epochs=8")
         config.model = dict(name="mlp", widths=(1024, 1024), activation="relu", dtype="float32")
         config.loss = "soft_ce"
         config.mix.layers = (1, 2)

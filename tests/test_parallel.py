@@ -51,10 +51,10 @@ def test_two_processes_train_like_one_process_on_the_same_global_batches(tmp_pat
 IMAGE_CONFIG = """
 import sys
 sys.path.insert(0, {configs!r})
-import fashion_mnist
+import supervised
 
 def get_config(arg=""):
-    config = fashion_mnist.get_config("preactresnet18,manifold,epochs=1")
+    config = supervised.get_config("fashion_mnist,preactresnet18,manifold,epochs=1")
     config.model = dict(name="mlp", widths=(64, 64), activation="relu", dtype="float32")
     config.mix.layers = (1, 2)
     config.data.update(dict(labels_per_class=100, manual_dir={manual!r}, data_dir={data_dir!r}))
