@@ -175,3 +175,16 @@ def test_a_ratio_is_marked_comparable_only_for_the_references_network():
     for model, argv in (("preactresnet18", ["--smoke"]), ("preactresnet18", ["--num-classes", "100"]),
                         ("preactresnet34", []), ("wrn28_10", [])):
         assert not benchmark.same_model_as_reference(model, benchmark.parse_args(argv)), (model, argv)
+
+
+def test_the_pytorch_reference_is_our_preactresnet18():
+    """Same network as ours: the parameter count of PreActResNet18 (10 classes), 11,171,146."""
+    torch = pytest.importorskip("torch", reason="the benchmark's optional [bench] extra")
+    spec = importlib.util.spec_from_file_location("torch_reference",
+                                                  ROOT / "scripts" / "torch_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.PreActResNet18()
+    assert sum(p.numel() for p in model.parameters()) == 11_171_146
+    logits = model(torch.zeros(2, 3, 32, 32), 1, torch.tensor([1, 0]), 0.5)
+    assert tuple(logits.shape) == (2, 10)

@@ -1,10 +1,14 @@
 """Local .npz image data: balanced, disjoint, seeded splits and one clear error per bad file."""
 
+import pathlib
+
 import numpy as np
 import pytest
 
 from mmix_jax.data import DataSpec, load_dataset
 from mmix_jax.errors import DataError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def write_npz(path, per_class=(30, 25, 40), shape=(4, 4, 1), **extra):
@@ -77,3 +81,45 @@ def test_missing_or_unreadable_file(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a readable .npz"):
         load_dataset(config(tmp_path / "junk.npz"), seed=0, num_classes=3)
+
+
+def test_half_normalisation_is_the_authors_svhn_constants(tmp_path):
+    write_npz(tmp_path / "d.npz", shape=(4, 4, 3))
+    splits = load_dataset(config(tmp_path / "d.npz", normalization="half"), seed=0,
+                          num_classes=3)
+    assert splits.mean == splits.std == (0.5, 0.5, 0.5)
+
+
+def test_validation_selected_checkpoint_is_the_best_on_validation(tmp_path):
+    """A short run with a validation split: the reported val-selected evaluation is the
+    checkpoint whose validation accuracy was highest, and the best test error is the lowest
+    seen; both read against history.json, which the evaluations during training wrote."""
+    import json
+    import sys
+
+    from mmix_jax import runs
+    sys.path.insert(0, str(ROOT / "configs"))
+    import supervised  # noqa: E402
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 60)
+    images = (rng.random((180, 8, 8, 1)) * 60 + labels[:, None, None, None] * 60).astype(np.uint8)
+    np.savez(tmp_path / "d.npz", image=images, label=labels)
+    config = supervised.get_config("fashion_mnist,preactresnet18,manifold,epochs=6")
+    config.num_classes, config.model.width = 3, 2
+    config.data.update(dict(name="npz", path=str(tmp_path / "d.npz"), test_per_class=15,
+                            validation_per_class=10, image_shape=(8, 8, 1)))
+    config.batch_size, config.eval_batch_size, config.log_every_steps = 10, 15, 5
+    config.checkpoint.every_epochs, config.checkpoint.keep = 1, 1
+    summary = runs.run(config, tmp_path / "run")["run"]
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [entry["epoch"] for entry in history] == [1, 2, 3, 4, 5, 6]
+    best_val = max(entry["val_accuracy"] for entry in history)
+    assert summary["val_selected_epoch"] * 10 in [e["step"] for e in history]
+    chosen = next(e for e in history if e["step"] == summary["val_selected_epoch"] * 10)
+    assert chosen["val_accuracy"] == best_val
+    assert summary["val_selected_test_error_percent"] == pytest.approx(
+        chosen["test_error_percent"])
+    assert summary["best_test_error_percent"] == min(e["test_error_percent"] for e in history)
+    assert summary["best_test_error_percent"] <= summary["test_error_percent"]
+    assert summary["train_examples"] == 3 * 35 and summary["fgsm_space"] == "normalized"

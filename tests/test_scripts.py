@@ -44,3 +44,39 @@ def test_plot_spectra_writes_a_figure(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "mean largest singular value 4.50, mean sum of the rest 1.50" in result.stdout
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reproduce_study_writes_one_row_per_run_and_tables_mean_and_range(tmp_path):
+    for seed, error in ((0, 10.0), (1, 12.0)):
+        run = tmp_path / "runs" / f"manifold_s{seed}"
+        make_run(run, [0, 1, 2], 2.0, error, 0.3)
+        config = json.loads((run / "config.json").read_text())
+        config.update(seed=seed, num_classes=10, optimizer={"milestones": [1, 2]},
+                      data={"name": "cifar10", "labels_per_class": 100})
+        (run / "config.json").write_text(json.dumps(config))
+        summary = json.loads((run / "summary.json").read_text())
+        summary.update(train_accuracy=0.99, train_s=5.0, fgsm_epsilon=0.03,
+                       fgsm_space="normalized", best_test_error_percent=error - 1)
+        (run / "summary.json").write_text(json.dumps(summary))
+        (run / "wall.json").write_text(json.dumps({"wall_s": 7.0 + seed}))
+    result = subprocess.run([sys.executable, "scripts/reproduce.py", "--study", "toy", "--read",
+                             str(tmp_path / "runs"), "--docs", str(tmp_path / "docs"),
+                             "--device", "cpu"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "docs" / "results" / "toy.json").read_text())
+    assert [(r["seed"], r["test_error_percent"], r["train_size"], r["wall_seconds"])
+            for r in rows] == [(0, 10.0, 1000, 7.0), (1, 12.0, 1000, 8.0)]
+    assert rows[0]["method"] == "Manifold Mixup" and rows[0]["device"] == "cpu"
+    line = next(l for l in result.stdout.splitlines() if "Manifold Mixup" in l)
+    assert "| 11.00 (10.00–12.00) | 10.00 (9.00–11.00) |" in line  # final, best
+
+
+def test_study_plans_state_their_runs():
+    result = subprocess.run([sys.executable, "scripts/study.py", "fashion_curve", "--root", "R",
+                             "--dry_run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    commands = result.stdout.splitlines()
+    assert len(commands) == 18  # 3 sizes × 2 seeds × 3 methods
+    assert sum("labels_per_class=1000" in c and "epochs=160" in c for c in commands) == 6
+    assert all("validation_per_class=500" in c and "model.width=16" in c for c in commands)

@@ -17,7 +17,7 @@ a hidden state you mixed or edited yourself.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import chex
 import flax.linen as nn
@@ -91,3 +91,22 @@ def conv(features: int, kernel: int, strides: int = 1, dtype: Dtype = jnp.float3
                    padding=((pad, pad), (pad, pad)), use_bias=use_bias, dtype=dtype,
                    param_dtype=jnp.float32, name=name,
                    kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
+
+
+class Stage(nn.Module):
+    """`num_blocks` blocks of one width; the first one strides. `block` is called as
+    block(features, strides, dtype, bn_axis, name=...) and then on (x, train)."""
+
+    block: Callable[..., nn.Module]
+    num_blocks: int
+    features: int
+    strides: int
+    dtype: Dtype = jnp.float32
+    bn_axis: Optional[str] = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        for j in range(self.num_blocks):
+            x = self.block(self.features, self.strides if j == 0 else 1, self.dtype,
+                           self.bn_axis, name=f"block{j}")(x, train)
+        return x

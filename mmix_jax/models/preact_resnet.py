@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mmix_jax.models.base import Dtype, MixableModel, batch_norm, conv
+from mmix_jax.models.base import Dtype, MixableModel, Stage, batch_norm, conv
 
 
 class PreActBasicBlock(nn.Module):
@@ -62,24 +62,6 @@ class PreActBottleneck(nn.Module):
         out = nn.relu(batch_norm(train, self.dtype, self.bn_axis)(out))
         out = conv(out_features, 1, 1, self.dtype)(out)
         return out + shortcut
-
-
-class Stage(nn.Module):
-    """`num_blocks` blocks of one width; the first one strides."""
-
-    block: type[nn.Module]
-    num_blocks: int
-    features: int
-    strides: int
-    dtype: Dtype = jnp.float32
-    bn_axis: Optional[str] = None
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        for j in range(self.num_blocks):
-            x = self.block(self.features, self.strides if j == 0 else 1, self.dtype,
-                           self.bn_axis, name=f"block{j}")(x, train)
-        return x
 
 
 class PreActResNet(MixableModel):

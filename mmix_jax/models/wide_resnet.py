@@ -17,13 +17,14 @@ Mix points: 0 = input, 1 = after the stem and group 1, 2 = after group 2, 3 = af
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mmix_jax.models.base import Dtype, MixableModel, batch_norm, conv
+from mmix_jax.models.base import Dtype, MixableModel, Stage, batch_norm, conv
 
 
 STYLES = ("standard", "authors")
@@ -32,9 +33,9 @@ STYLES = ("standard", "authors")
 class WideBlock(nn.Module):
     features: int
     strides: int = 1
-    dropout_rate: float = 0.0
     dtype: Dtype = jnp.float32
     bn_axis: Optional[str] = None
+    dropout_rate: float = 0.0
     style: str = "standard"
 
     @nn.compact
@@ -51,23 +52,6 @@ class WideBlock(nn.Module):
             x = conv(self.features, 1, self.strides, self.dtype,
                      use_bias=authors)(x if authors else activated)
         return out + x
-
-
-class WideGroup(nn.Module):
-    num_blocks: int
-    features: int
-    strides: int
-    dropout_rate: float = 0.0
-    dtype: Dtype = jnp.float32
-    bn_axis: Optional[str] = None
-    style: str = "standard"
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        for j in range(self.num_blocks):
-            x = WideBlock(self.features, self.strides if j == 0 else 1, self.dropout_rate,
-                          self.dtype, self.bn_axis, self.style, name=f"block{j}")(x, train)
-        return x
 
 
 class WideHead(nn.Module):
@@ -112,11 +96,9 @@ class WideResNet(MixableModel):
         authors = self.style == "authors"
         blocks = (self.depth - 4) // 6
         self.stem = conv(16, 3, 1, self.dtype, use_bias=authors)
-        self.groups = [
-            WideGroup(blocks, 16 * 2**i * self.widen_factor, 1 if i == 0 else 2,
-                      self.dropout_rate, self.dtype, self.bn_axis, self.style)
-            for i in range(3)
-        ]
+        block = functools.partial(WideBlock, dropout_rate=self.dropout_rate, style=self.style)
+        self.groups = [Stage(block, blocks, 16 * 2**i * self.widen_factor, 1 if i == 0 else 2,
+                             self.dtype, self.bn_axis) for i in range(3)]
         self.head = WideHead(self.num_classes, self.dtype, self.bn_axis,
                              bn_momentum=0.1 if authors else 0.9)
 
