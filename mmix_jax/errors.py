@@ -15,3 +15,7 @@ class WorkdirError(RuntimeError):
 
 class HostSetupError(RuntimeError):
     """The CPU set-up was asked for after JAX had already started its backends."""
+
+
+class MixPointError(ValueError):
+    """A mix point of a wrapped model that does not exist, runs twice, or is not a hidden state."""
