@@ -52,6 +52,8 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from mmix_jax.methods import PAPER_METHODS  # noqa: E402
+from mmix_jax.models.plain import PlainPreActResNet18  # noqa: E402
+from mmix_jax.wrap import mixable  # noqa: E402
 from mmix_jax.models import DTYPES  # noqa: E402
 from mmix_jax import flops as model_flops, host, parallel  # noqa: E402
 from mmix_jax.data.augment import augment, normalize  # noqa: E402
@@ -59,9 +61,11 @@ from mmix_jax.data.pipeline import ArrayDataset, TrainBatches  # noqa: E402
 from mmix_jax.mixup import MixSpec  # noqa: E402
 from mmix_jax.models import get_model  # noqa: E402
 from mmix_jax.optim import paper_sgd, step_schedule  # noqa: E402
+from mmix_jax.step import mixup_step  # noqa: E402
 from mmix_jax.state import create_train_state  # noqa: E402
 
 MODES = {name: (method.alpha, method.mix_layers) for name, method in PAPER_METHODS.items()}
+FLAT_MODES = {"erm": (0.0, ()), "input": (1.0, (0,)), "manifold": (2.0, (0, 1, 2, 3))}
 TORCH_REF = pathlib.Path(__file__).resolve().parent / "torch_reference.py"
 TORCH_ON_DEVICE = pathlib.Path(__file__).resolve().parent / "torch_on_device.py"
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -90,7 +94,8 @@ def profile_window(run_steps: Callable[[int], Any], steps: int, directory: pathl
     return str(directory)
 
 
-def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args) -> dict:
+def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args,
+                   wrapped: bool = False) -> dict:
     """Times the step `mmix-train` runs: jit(shard_map(crop/flip/normalise + mixup_step)) with the
     batch sharded over every device of the mesh (one device unless --cpu-devices)."""
     alpha, layers = MODES[mode]
@@ -98,6 +103,9 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
     if args.cross_device_bn:
         model_kwargs["bn_axis"] = parallel.DATA_AXIS
     model = get_model(model_name, num_classes=args.num_classes, dtype=DTYPES[dtype], **model_kwargs)
+    if wrapped:  # the same network as plain Linen, given its mix points by mmix_jax.mixable
+        model = mixable(PlainPreActResNet18(args.num_classes, args.width or 64, DTYPES[dtype]),
+                        points=("stages_0", "stages_1", "stages_2"))
     spec = MixSpec(num_classes=args.num_classes, alpha=alpha, mix_layers=layers, loss="bce")
     shape = (batch_size, args.image_size, args.image_size, 3)
     mesh = parallel.make_mesh()
@@ -149,7 +157,8 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
     peak = (args.peak_tflops * 1e12 if args.peak_tflops
             else model_flops.peak_flops_per_s(jax.devices()[0].device_kind, dtype))
     line = {
-        "case": "step", "model": model_name, "mode": mode, "batch": batch_size, "dtype": dtype,
+        "case": "step", "model": model_name, "wrapped": wrapped, "mode": mode,
+        "batch": batch_size, "dtype": dtype,
         "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
         "devices": mesh.devices.size, "cross_device_bn": args.cross_device_bn,
         **allocator_environment(), "jax": jax.__version__,
@@ -188,6 +197,62 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
         line["pipeline_images_per_s"] = batch_size / piped
         line["pipeline_overhead_percent"] = 100.0 * (piped - median) / median
     return line
+
+
+def nnx_vs_linen(mode: str, batch_size: int, args) -> dict:
+    """Step time of an NNX MLP (mmix_jax.nnx.mixable + nnx.mixup_step) against our Linen MLP
+    (mixup_step under jax.jit), the same widths and draws, one device."""
+    from flax import nnx
+
+    import mmix_jax.nnx as mnnx
+
+    alpha, layers = FLAT_MODES[mode]
+    spec = MixSpec(num_classes=args.num_classes, alpha=alpha, mix_layers=layers, loss="bce")
+    width, features = 1024, args.image_size * args.image_size * 3
+    rng = np.random.default_rng(0)
+    batch = {"image": jnp.asarray(rng.normal(size=(batch_size, features)), jnp.float32),
+             "label": jnp.asarray(rng.integers(0, args.num_classes, batch_size), jnp.int32)}
+    tx = paper_sgd(step_schedule(0.1, [], 0.1))
+    linen = get_model("mlp", num_classes=args.num_classes, widths=(width,) * 3)
+    state = create_train_state(linen, tx, jax.random.key(0), batch["image"])
+    linen_step = jax.jit(lambda s, b, r: mixup_step(s, b, r, config=spec), donate_argnums=0)
+
+    class NnxMLP(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs):
+            sizes = (features,) + (width,) * 3
+            self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
+            self.head = nnx.Linear(width, args.num_classes, rngs=rngs)
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            for layer in self.layers:
+                x = jax.nn.relu(layer(x))
+            return self.head(x)
+
+    model = mnnx.mixable(NnxMLP(nnx.Rngs(0)), points=("layers/0", "layers/1", "layers/2"))
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    holder = {"state": state, "step": 0}
+
+    def run_linen(n: int):
+        for _ in range(n):
+            holder["state"], metrics = linen_step(holder["state"], batch,
+                                                  jax.random.key(holder["step"]))
+            holder["step"] += 1
+        return metrics
+
+    def run_nnx(n: int):
+        for _ in range(n):
+            metrics = mnnx.mixup_step(model, optimizer, batch, jax.random.key(holder["step"]),
+                                      config=spec)
+            holder["step"] += 1
+        return metrics
+
+    times = {}
+    for name, run in (("linen", run_linen), ("nnx", run_nnx)):
+        jax.block_until_ready(run(args.warmup))
+        times[name] = statistics.median(time_windows(run, args.steps, args.windows))
+    return {"case": "ratio", "model": f"mlp {width}x3", "mode": mode, "batch": batch_size,
+            "linen_step_s": times["linen"], "nnx_step_s": times["nnx"],
+            "nnx_over_linen_step_time": times["nnx"] / times["linen"]}
 
 
 # What changes the C allocator of a process: glibc's tunables, a preloaded malloc, jemalloc's options.
@@ -265,6 +330,11 @@ def parse_args(argv=None):
                         help="apply mmix_jax.host.CPU_TUNING_XLA_FLAGS")
     parser.add_argument("--cross-device-bn", action="store_true",
                         help="BatchNorm statistics over the global batch (as one device computes)")
+    parser.add_argument("--wrapped", action="store_true",
+                        help="also time PreActResNet18 written as plain Linen and wrapped with "
+                             "mmix_jax.mixable, and print wrapped / native step time")
+    parser.add_argument("--nnx", action="store_true",
+                        help="also print the NNX / Linen step-time ratio of a 3×1024 MLP")
     parser.add_argument("--smoke", action="store_true",
                         help="a tiny PreActResNet18 (width 4, 16x16), 2 steps: checks the harness")
     args = parser.parse_args(argv)
@@ -291,6 +361,17 @@ def main(argv=None) -> int:
                     line = benchmark_case(model_name, mode, batch_size, dtype, args)
                     by_mode[mode] = line
                     print(json.dumps(line), flush=True)
+                if args.wrapped and model_name == "preactresnet18":
+                    for mode, native in by_mode.items():
+                        line = benchmark_case(model_name, mode, batch_size, dtype, args, True)
+                        print(json.dumps(line), flush=True)
+                        print(json.dumps({
+                            "case": "ratio", "model": model_name, "mode": mode,
+                            "batch": batch_size, "dtype": dtype, "wrapped_over_native_step_time":
+                                line["step_s_median"] / native["step_s_median"]}), flush=True)
+                if args.nnx:
+                    for mode in by_mode:
+                        print(json.dumps(nnx_vs_linen(mode, batch_size, args)), flush=True)
                 if "erm" in by_mode and "manifold" in by_mode:
                     print(json.dumps({
                         "case": "ratio", "model": model_name, "batch": batch_size, "dtype": dtype,

@@ -188,3 +188,18 @@ def test_the_pytorch_reference_is_our_preactresnet18():
     assert sum(p.numel() for p in model.parameters()) == 11_171_146
     logits = model(torch.zeros(2, 3, 32, 32), 1, torch.tensor([1, 0]), 0.5)
     assert tuple(logits.shape) == (2, 10)
+
+
+def test_benchmark_prints_the_wrapped_and_nnx_ratios():
+    result = subprocess.run([sys.executable, "scripts/benchmark.py", "--smoke", "--modes",
+                             "manifold", "--wrapped", "--nnx"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    steps = [line for line in lines if line["case"] == "step"]
+    assert [line["wrapped"] for line in steps] == [False, True]
+    ratios = {key: line[key] for line in lines if line["case"] == "ratio" for key in line
+              if key.endswith("_step_time")}
+    assert ratios["wrapped_over_native_step_time"] == pytest.approx(
+        steps[1]["step_s_median"] / steps[0]["step_s_median"])
+    assert ratios["nnx_over_linen_step_time"] > 0

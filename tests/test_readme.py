@@ -23,3 +23,14 @@ def test_own_model_example_runs_and_trains():
 def test_readme_test_command_is_what_ci_runs():
     ci = (README.parent / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert ci in README.read_text().splitlines()
+
+
+def test_bring_your_own_model_examples_run_linen_then_nnx():
+    section = README.read_text().split("## Bring your own model", 1)[1].split("\n## ", 1)[0]
+    code = "\n".join(re.findall(r"```python\n(.*?)```", section, re.S))
+    code += "\nprint(float(metrics['loss']), float(metrics['mix_layer']))\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loss, layer = map(float, result.stdout.split()[-2:])
+    assert loss > 0 and layer in (0.0, 1.0)

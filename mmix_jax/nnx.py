@@ -1,0 +1,140 @@
+"""Manifold Mixup for Flax NNX models: `mixable(model, points)`, `mixup_loss`, `mixup_step`.
+
+    model = mmix_jax.nnx.mixable(MyCNN(rngs=nnx.Rngs(0)), points=("conv1", "blocks/0"))
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1, momentum=0.9), wrt=nnx.Param)
+    metrics = mmix_jax.nnx.mixup_step(model, optimizer, batch, rng, config=spec)
+
+`mixable` returns the same model object with mix points: 0 = its input, i = the output of the
+submodule at `points[i − 1]` (paths as `nnx.iter_modules` gives them, joined by "/"). It changes
+no variable and no structure: the model's class and those of the named submodules are swapped
+for subclasses whose `__call__` mixes (NNX's counterpart of Linen's method interception), so
+`nnx.state(model)` and checkpoints are exactly the original's. The draw (k, perm, λ) reaches the
+submodules through a context set for the duration of one forward pass, and a traced k is a
+`lax.cond`, so `mixup_step` under `nnx.jit` compiles once for every k.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import functools
+from typing import Any, Optional, Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from mmix_jax.errors import MixPointError
+from mmix_jax.losses import get_loss
+from mmix_jax.mixup import MixDraw, MixSpec, maybe_mix, mix_targets, sample_mix
+
+
+@dataclasses.dataclass
+class _Pass:
+    """The draw of the forward pass under way, and how often each point ran in it."""
+
+    mix_layer: Optional[jax.Array]
+    perm: Optional[jax.Array]
+    lam: Optional[jax.Array]
+    batch: int
+    calls: dict[int, int] = dataclasses.field(default_factory=dict)
+
+
+_CURRENT: contextvars.ContextVar[Optional[_Pass]] = contextvars.ContextVar("mmix_pass",
+                                                                           default=None)
+
+
+def _point_class(cls: type, point: int, path: str) -> type:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        out = cls.__call__(self, *args, **kwargs)
+        current = _CURRENT.get()
+        if current is None:
+            return out
+        current.calls[point] = current.calls.get(point, 0) + 1
+        if current.calls[point] > 1:
+            raise MixPointError(f"mix point {path!r} was called {current.calls[point]} times in "
+                                "one forward pass (a shared submodule): name one used once.")
+        if not isinstance(out, jax.Array) or out.ndim == 0 or out.shape[0] != current.batch:
+            shape = getattr(out, "shape", type(out).__name__)
+            raise MixPointError(f"mix point {path!r} returns {shape}, not a batch-major array "
+                                f"[{current.batch}, ...]: name a submodule whose output is the "
+                                "hidden state.")
+        return maybe_mix(out, point, current.mix_layer, current.perm, current.lam)
+
+    return type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__})
+
+
+def _model_class(cls: type, points: tuple[str, ...]) -> type:
+    def __call__(self, x: jax.Array, *args: Any, mix_layer: Optional[jax.Array] = None,
+                 perm: Optional[jax.Array] = None, lam: Optional[jax.Array] = None,
+                 **kwargs: Any) -> Any:
+        if mix_layer is not None:
+            chex.assert_shape(perm, (x.shape[0],))
+        current = _Pass(mix_layer, perm, lam, x.shape[0])
+        token = _CURRENT.set(current)
+        try:
+            out = cls.__call__(self, maybe_mix(x, 0, mix_layer, perm, lam), *args, **kwargs)
+        finally:
+            _CURRENT.reset(token)
+        missing = [p for i, p in enumerate(points, 1) if i not in current.calls]
+        if missing:
+            raise MixPointError(f"mix point(s) {missing} were not called in the forward pass.")
+        return out
+
+    return type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__,
+                                       "num_mix_points": len(points) + 1})
+
+
+def mixable(model: nnx.Module, points: Sequence[str]) -> nnx.Module:
+    """`model` itself, now taking mix_layer / perm / lam (module docstring)."""
+    if isinstance(points, str):
+        raise MixPointError(f"points = {points!r}: give a sequence of paths, e.g. ({points!r},).")
+    if hasattr(type(model), "num_mix_points"):
+        raise MixPointError(f"{type(model).__name__} already has mix points.")
+    modules = {"/".join(map(str, path)): module for path, module in nnx.iter_modules(model)
+               if path}
+    missing = [p for p in points if p not in modules]
+    if missing:
+        raise MixPointError(f"mix point(s) {missing} are not submodules of "
+                            f"{type(model).__name__}; its submodule paths are: {sorted(modules)}.")
+    for point, path in enumerate(points, 1):
+        modules[path].__class__ = _point_class(type(modules[path]), point, path)
+    model.__class__ = _model_class(type(model), tuple(points))
+    return model
+
+
+def mixup_loss(model: nnx.Module, images: jax.Array, labels: jax.Array, draw: MixDraw, *,
+               config: MixSpec) -> tuple[jax.Array, jax.Array]:
+    """(loss, logits) of the mixed forward pass for a given draw: differentiate it w.r.t. the
+    model in your own NNX step (`nnx.value_and_grad(..., has_aux=True)`)."""
+    one_hot = jax.nn.one_hot(labels, config.num_classes, dtype=jnp.float32)
+    if not config.mixes:
+        logits = model(images)
+        return get_loss(config.loss)(logits, one_hot), logits
+    logits = model(images, mix_layer=draw.layer, perm=draw.perm, lam=draw.lam)
+    return get_loss(config.loss)(logits, mix_targets(one_hot, draw.perm, draw.lam)), logits
+
+
+@functools.partial(nnx.jit, static_argnames=("config",))
+def mixup_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: dict[str, jax.Array],
+               rng: jax.Array, *, config: MixSpec) -> dict[str, jax.Array]:
+    """One Manifold Mixup update of `model` in place (NNX); returns the step's metrics.
+
+    k, λ and the permutation are drawn from `rng` inside the compiled step (one executable for
+    every k); the model should be in training mode (`model.train()`).
+    """
+    images, labels = batch["image"], batch["label"]
+    chex.assert_rank(labels, 1)
+    draw = sample_mix(rng, labels.shape[0], alpha=config.alpha, mix_layers=config.mix_layers)
+    loss_fn = functools.partial(mixup_loss, images=images, labels=labels, draw=draw,
+                                config=config)
+    (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    optimizer.update(model, grads)
+    return {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+            "lam": draw.lam, "mix_layer": draw.layer.astype(jnp.float32),
+            "grad_norm": optax.global_norm(grads)}
+
+
+__all__ = ["mixable", "mixup_loss", "mixup_step"]
