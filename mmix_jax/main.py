@@ -10,9 +10,8 @@ per GPU), or --distributed alone where JAX detects the cluster itself (Cloud TPU
 
 CPU hosts: --cpu_devices=N splits the CPU into N devices (one per core) so that the data-parallel
 step runs on every core; --cpu_tuning applies the XLA:CPU flags measured faster for convolutional
-nets (mmix_jax/host.py, README "Performance"). Start such a run with
-GLIBC_TUNABLES=glibc.malloc.hugetlb=1 in the environment (glibc reads it only at process start)
-for huge-page-backed step buffers; --cpu_tuning warns when it is missing.
+nets (mmix_jax/host.py). docs/performance.md has the recipe, with the environment variables
+(e.g. GLIBC_TUNABLES=glibc.malloc.hugetlb=1) worth setting beside them.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ _CPU_DEVICES = flags.DEFINE_integer(
 _CPU_TUNING = flags.DEFINE_bool(
     "cpu_tuning", False, "Apply the XLA:CPU flags of mmix_jax.host.CPU_TUNING_XLA_FLAGS "
     "(single-threaded devices, Eigen convolutions); use with --cpu_devices, and start the command "
-    "with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (README \"Performance\").")
+    "with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (docs/performance.md).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 _CHATTY_LIBRARIES = ("/orbax/", "/clu/", "/jax/_src/")

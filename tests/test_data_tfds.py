@@ -17,7 +17,7 @@ from mmix_jax.errors import ConfigError, DataError
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-FASHION_MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fashion_mnist"
+from conftest import FASHION_MNIST  # noqa: E402  (the fashion_data_dir fixture is there too)
 FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 needs_fashion_mnist = pytest.mark.skipif(
@@ -33,14 +33,6 @@ def records(images, labels):
 
 def data_config(**keys):
     return DataSpec(**keys)
-
-
-@pytest.fixture(scope="module")
-def fashion_data_dir(tmp_path_factory):
-    """A TFDS data_dir with Fashion-MNIST prepared from the original archives (once)."""
-    data_dir = tmp_path_factory.mktemp("tfds")
-    tfds_source.prepare("fashion_mnist", str(data_dir), str(FASHION_MNIST))
-    return data_dir
 
 
 @needs_fashion_mnist

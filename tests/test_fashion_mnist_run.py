@@ -33,10 +33,11 @@ CONFIG = textwrap.dedent("""
 
 
 @needs_fashion_mnist
-def test_short_manifold_mixup_run_reaches_88_percent_and_evaluates_from_its_checkpoint(tmp_path):
+def test_short_manifold_mixup_run_reaches_88_percent_and_evaluates_from_its_checkpoint(
+        tmp_path, fashion_data_dir):
     config_file = tmp_path / "fmnist_short.py"
     config_file.write_text(CONFIG.format(configs=str(ROOT / "configs"), manual=str(FASHION_MNIST),
-                                         data_dir=str(tmp_path / "tfds")))
+                                         data_dir=str(fashion_data_dir)))
     workdir = tmp_path / "run"
 
     def cli(*extra):

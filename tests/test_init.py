@@ -11,8 +11,10 @@ from mmix_jax.models.init import torch_default_init
 
 def test_torch_init_bounds_and_spread_follow_fan_in():
     model = get_model("wrn", depth=10, widen_factor=2, num_classes=10, style="authors")
-    variables = model.init(jax.random.key(0), np.zeros((1, 8, 8, 3), np.float32), train=False)
-    params = torch_default_init(variables["params"], jax.random.key(1))
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 8, 8, 3)),
+                                               train=False))
+    variables = jax.tree.map(lambda leaf: np.full(leaf.shape, 7.0, leaf.dtype), shapes)
+    params = jax.jit(torch_default_init)(variables["params"], jax.random.key(1))
     assert jax.tree.structure(params) == jax.tree.structure(variables["params"])
     conv = params["groups_1"]["block0"]["Conv_1"]  # 3×3, 64 → 64 channels: fan_in = 576
     assert conv["kernel"].shape == (3, 3, 64, 64)

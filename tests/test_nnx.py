@@ -112,12 +112,12 @@ def test_a_point_called_twice_or_not_batch_major_is_refused():
 
 
 @needs_fashion_mnist
-def test_nnx_cnn_trains_one_epoch_of_fashion_mnist_with_manifold_mixup(tmp_path):
+def test_nnx_cnn_trains_one_epoch_of_fashion_mnist_with_manifold_mixup(fashion_data_dir):
     """Real data: one epoch over 10,000 training images, loss falling, accuracy above chance."""
     from mmix_jax.data import DataSpec, load_dataset
     from mmix_jax.data.augment import normalize
 
-    splits = load_dataset(DataSpec(name="fashion_mnist", data_dir=str(tmp_path),
+    splits = load_dataset(DataSpec(name="fashion_mnist", data_dir=str(fashion_data_dir),
                                    manual_dir=str(FASHION_MNIST), labels_per_class=1000), seed=0)
     model = mnnx.mixable(SmallCNN(nnx.Rngs(0)), points=("conv1", "blocks/0"))
     optimizer = nnx.Optimizer(model, optax.sgd(0.1, momentum=0.9, nesterov=True),

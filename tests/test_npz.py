@@ -106,7 +106,8 @@ def test_validation_selected_checkpoint_is_the_best_on_validation(tmp_path):
     images = (rng.random((180, 8, 8, 1)) * 60 + labels[:, None, None, None] * 60).astype(np.uint8)
     np.savez(tmp_path / "d.npz", image=images, label=labels)
     config = supervised.get_config("fashion_mnist,preactresnet18,manifold,epochs=6")
-    config.num_classes, config.model.width = 3, 2
+    config.num_classes = 3
+    config.model = dict(name="mlp", widths=(32, 32), dtype="float32", init="torch")
     config.data.update(dict(name="npz", path=str(tmp_path / "d.npz"), test_per_class=15,
                             validation_per_class=10, image_shape=(8, 8, 1)))
     config.batch_size, config.eval_batch_size, config.log_every_steps = 10, 15, 5
