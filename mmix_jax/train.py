@@ -189,9 +189,9 @@ def evaluate_test_split(spec: RunSpec, state: TrainState, splits: Splits,
     return results
 
 
-def evaluate_checkpoint(spec: RunSpec, workdir: pathlib.Path, splits: Splits) -> dict[str, Any]:
-    """Restores the newest checkpoint in `workdir` and runs the full test evaluation."""
-    mesh = mesh_for(spec)
+def restore_newest(spec: RunSpec, workdir: pathlib.Path, splits: Splits,
+                   mesh: jax.sharding.Mesh) -> TrainState:
+    """The newest checkpoint's state of the run in `workdir` (WorkdirError if there is none)."""
     batches = TrainBatches(splits.train, spec.batch_size, spec.seed)
     state, _ = initial_state(spec, batches, jax.random.key(spec.seed))  # the restore target
     checkpoints = Checkpoints(workdir, spec.checkpoint.settings(batches.steps_per_epoch,
@@ -204,10 +204,18 @@ def evaluate_checkpoint(spec: RunSpec, workdir: pathlib.Path, splits: Splits) ->
     if restored is None:
         raise WorkdirError(f"{workdir / 'checkpoints'} holds no checkpoint to evaluate: train "
                            "first, or pass the --workdir of a run.")
-    results = evaluate_test_split(spec, restored, splits, mesh, workdir)
+    return restored
+
+
+def evaluate_checkpoint(spec: RunSpec, workdir: pathlib.Path, splits: Splits) -> dict[str, Any]:
+    """Restores the newest checkpoint in `workdir` and runs the full test evaluation."""
+    mesh = mesh_for(spec)
+    results = evaluate_test_split(spec, restore_newest(spec, workdir, splits, mesh), splits,
+                                  mesh, workdir)
     logging.info("evaluated %s at step %d: %s", workdir, results["step"],
                  json.dumps(summary_scalars(results), sort_keys=True))
     return results
 
 
-__all__ = ["RunResult", "evaluate_checkpoint", "evaluate_test_split", "train_and_evaluate"]
+__all__ = ["RunResult", "evaluate_checkpoint", "evaluate_test_split", "restore_newest",
+           "train_and_evaluate"]

@@ -13,15 +13,13 @@ import argparse
 import json
 import pathlib
 
-import jax
 import ml_collections
 
 from mmix_jax import parallel
-from mmix_jax.checkpoint import Checkpoints, abstract_like
 from mmix_jax.configuration import run_spec
-from mmix_jax.data import TrainBatches, load_dataset
+from mmix_jax.data import load_dataset
 from mmix_jax.evaluate import InputSpace, class_spectra, representation_fn, run_per_example
-from mmix_jax.train import initial_state
+from mmix_jax.train import restore_newest
 
 
 def main() -> None:
@@ -33,13 +31,7 @@ def main() -> None:
     for run in sorted(p for p in args.root.iterdir() if (p / "summary.json").exists()):
         spec = run_spec(ml_collections.ConfigDict(json.loads((run / "config.json").read_text())))
         splits = load_dataset(spec.data, spec.seed, spec.num_classes)
-        batches = TrainBatches(splits.train, spec.batch_size, spec.seed)
-        state, _ = initial_state(spec, batches, jax.random.key(spec.seed))
-        checkpoints = Checkpoints(run, spec.checkpoint.settings(batches.steps_per_epoch,
-                                                                splits.validation is not None))
-        state = checkpoints.restore_latest(abstract_like(state, parallel.replicated(mesh)),
-                                           spec.config)
-        checkpoints.close()
+        state = restore_newest(spec, run, splits, mesh)
         hidden_fn = parallel.make_per_example_fn(
             mesh, representation_fn(InputSpace(splits.mean, splits.std), args.point))
         for name, data in (("train", splits.train), ("test", splits.test)):
