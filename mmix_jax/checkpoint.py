@@ -36,8 +36,9 @@ IDENTITY_KEYS = ("seed", "data", "num_classes", "model", "batch_size", "loss", "
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointSpec:
-    """config.checkpoint: every_steps (0: every_epochs epochs), keep, best_metric ("auto": the
-    validation accuracy when there is a validation split, else the test accuracy), best_mode."""
+    """config.checkpoint: every_steps (0: every_epochs epochs), keep, best_metric (with a
+    validation split a val_* metric: the kept best checkpoint is the one reported as
+    "validation selected"), best_mode."""
 
     every_steps: int = 0
     every_epochs: int = 1
@@ -46,18 +47,10 @@ class CheckpointSpec:
     best_mode: str = "max"
     async_save: bool = True
 
-    def settings(self, steps_per_epoch: int, has_validation: bool) -> "CheckpointSettings":
-        """The settings of a run with `steps_per_epoch`. With a validation split the kept best
-        checkpoint is the one reported as "validation selected": its metric must be val_*."""
-        best = self.best_metric
-        if best == "auto":
-            best = "val_accuracy" if has_validation else "test_accuracy"
-        if has_validation and not best.startswith("val_"):
-            raise ConfigError(f"config.checkpoint.best_metric = {best!r} is invalid with a "
-                              "validation split: the best checkpoint is chosen on it, so set "
-                              "'val_accuracy' (best_mode 'max') or 'val_nll' (best_mode 'min').")
+    def settings(self, steps_per_epoch: int) -> "CheckpointSettings":
+        """The settings of a run with `steps_per_epoch` steps per epoch."""
         return CheckpointSettings(every_steps=self.every_steps or steps_per_epoch * self.every_epochs,
-                                  keep=self.keep, best_metric=best or None,
+                                  keep=self.keep, best_metric=self.best_metric or None,
                                   best_mode=self.best_mode, async_save=self.async_save)
 
 

@@ -151,12 +151,21 @@ def optimizer_spec(optimizer: ml_collections.ConfigDict) -> OptimizerSpec:
         decay_factor=float(optimizer.decay_factor))
 
 
-def checkpoint_spec(config: ml_collections.ConfigDict) -> CheckpointSpec:
+def checkpoint_spec(config: ml_collections.ConfigDict, has_validation: bool) -> CheckpointSpec:
+    """config.checkpoint; best_metric "auto" is the validation accuracy with a validation split,
+    else the test accuracy (kept, never reported). With a validation split the kept best
+    checkpoint is the one reported as "validation selected", so its metric must be val_*."""
     ckpt = config.get("checkpoint") or ml_collections.ConfigDict()
+    best = ckpt.get("best_metric", "test_accuracy") or ""
+    if best == "auto":
+        best = "val_accuracy" if has_validation else "test_accuracy"
+    if has_validation and not best.startswith("val_"):
+        raise _invalid("checkpoint.best_metric", best,
+                       "the best checkpoint is chosen on the validation split, so set "
+                       "'val_accuracy' (best_mode 'max') or 'val_nll' (best_mode 'min')")
     spec = CheckpointSpec(every_steps=int(ckpt.get("every_steps", 0) or 0),
                           every_epochs=int(ckpt.get("every_epochs", 0) or 1),
-                          keep=int(ckpt.get("keep", 3)),
-                          best_metric=ckpt.get("best_metric", "test_accuracy") or "",
+                          keep=int(ckpt.get("keep", 3)), best_metric=best,
                           best_mode=ckpt.get("best_mode", "max"),
                           async_save=bool(ckpt.get("async_save", True)))
     if spec.keep <= 0 or spec.every_epochs <= 0 or spec.every_steps < 0:
@@ -191,7 +200,8 @@ def run_spec(config: ml_collections.ConfigDict) -> RunSpec:
     return RunSpec(
         seed=int(config.seed), num_classes=int(num_classes), data=data, model=model,
         mix=mix_spec(config, model.build(num_classes)), optimizer=optimizer_spec(config.optimizer),
-        checkpoint=checkpoint_spec(config), eval=eval_settings(config),
+        checkpoint=checkpoint_spec(config, data.validation_per_class > 0),
+        eval=eval_settings(config),
         tensorboard=bool(config.get("tensorboard", True)),
         compilation_cache_dir=config.get("compilation_cache_dir", "") or "",
         profile_dir=config.get("profile_dir", "") or "", config=config.to_dict(), **sizes)

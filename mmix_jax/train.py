@@ -75,8 +75,7 @@ def train_and_evaluate(spec: RunSpec, workdir: pathlib.Path, splits: Splits) -> 
     init_key, step_key = jax.random.split(jax.random.key(spec.seed))
     state, schedule = initial_state(spec, batches, init_key)
     has_validation = splits.validation is not None
-    checkpoints = Checkpoints(workdir, spec.checkpoint.settings(batches.steps_per_epoch,
-                                                                has_validation))
+    checkpoints = Checkpoints(workdir, spec.checkpoint.settings(batches.steps_per_epoch))
     abstract_state = abstract_like(state, parallel.replicated(mesh))
     restored = checkpoints.restore_latest(abstract_state, spec.config)
     state = restored if restored is not None else parallel.replicate(state, mesh)
@@ -194,8 +193,7 @@ def restore_newest(spec: RunSpec, workdir: pathlib.Path, splits: Splits,
     """The newest checkpoint's state of the run in `workdir` (WorkdirError if there is none)."""
     batches = TrainBatches(splits.train, spec.batch_size, spec.seed)
     state, _ = initial_state(spec, batches, jax.random.key(spec.seed))  # the restore target
-    checkpoints = Checkpoints(workdir, spec.checkpoint.settings(batches.steps_per_epoch,
-                                                                splits.validation is not None))
+    checkpoints = Checkpoints(workdir, spec.checkpoint.settings(batches.steps_per_epoch))
     try:
         restored = checkpoints.restore_latest(abstract_like(state, parallel.replicated(mesh)),
                                               spec.config)

@@ -121,3 +121,20 @@ def test_cli_reports_a_bad_override_in_one_line_and_writes_nothing(tmp_path):
 def test_config_file_rejects_an_unknown_method():
     with pytest.raises(ValueError, match="unknown method; choose one of"):
         default.get_config("cutmix")
+
+
+def test_a_validation_split_with_a_test_metric_for_the_best_checkpoint_is_refused_up_front():
+    """The kept best checkpoint is reported as "validation selected": choosing it on a test
+    metric would be choosing on test. Refused by check_config, before any data is read."""
+    sys.path.insert(0, str(ROOT / "configs"))
+    import supervised  # noqa: E402
+
+    config = supervised.get_config("fashion_mnist,preactresnet18,manifold")
+    config.data.update(dict(validation_per_class=10, manual_dir="/nowhere"))
+    check_config(config)  # best_metric "auto" becomes val_accuracy
+    config.checkpoint.best_metric = "test_accuracy"
+    with pytest.raises(ConfigError) as error:
+        check_config(config)
+    assert str(error.value).startswith("config.checkpoint.best_metric = 'test_accuracy' is "
+                                       "invalid: the best checkpoint is chosen on the "
+                                       "validation split")
