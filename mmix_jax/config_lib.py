@@ -76,4 +76,29 @@ def add_methods(config: ml_collections.ConfigDict, method: str | None,
                                                                             layers=layers)))
 
 
-__all__ = ["add_methods", "base", "parse_arg", "scaled_milestones", "sgd"]
+def semi_supervised_section(method: Mapping[str, Any], epochs: int) -> ml_collections.ConfigDict:
+    """config.semi_supervised for one method of a semi-supervised table: its entries, with the
+    ramp-up given as a fraction of the run ("rampup_fraction") turned into epochs."""
+    entries = dict(method)
+    fraction = entries.pop("rampup_fraction")
+    entries.setdefault("ema_decay", 0.999)
+    entries.setdefault("unlabeled_batch_size", 100)
+    return ml_collections.ConfigDict(dict(entries, rampup_epochs=fraction * epochs))
+
+
+def add_semi_supervised_methods(config: ml_collections.ConfigDict, method: str | None,
+                                methods: Mapping[str, Mapping[str, Any]]) -> None:
+    """config.semi_supervised for one method, or (method None) every method as variants."""
+    names = [method] if method else list(methods)
+    sections = {name: semi_supervised_section(methods[name], config.num_epochs)
+                for name in names}
+    config.semi_supervised = sections[names[0]]
+    config.variants = ml_collections.ConfigDict()
+    if method is None:
+        for name in names:
+            config.variants[name] = ml_collections.ConfigDict(
+                dict(semi_supervised=sections[name].to_dict()))
+
+
+__all__ = ["add_methods", "add_semi_supervised_methods", "base", "parse_arg",
+           "scaled_milestones", "semi_supervised_section", "sgd"]

@@ -3,14 +3,14 @@
 `run_specs(config)` validates every key before any data is loaded or anything is compiled
 (ConfigError, one line naming the key, its value and what is allowed), and returns one RunSpec
 per variant. Every other module takes the typed piece it needs: DataSpec, ModelSpec, MixSpec,
-OptimizerSpec, CheckpointSpec, EvalSettings.
+OptimizerSpec, CheckpointSpec, EvalSettings, and for semi-supervised runs SemiSupervisedRun.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import numbers
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import ml_collections
 
@@ -23,6 +23,26 @@ from mmix_jax.mixup import MixSpec
 from mmix_jax.models import MODEL_NAMES, DTYPES, MixableModel, ModelSpec
 from mmix_jax.models.init import INIT_SCHEMES
 from mmix_jax.optim import OptimizerSpec
+from mmix_jax.semi_supervised import TARGET_KINDS, SemiSupervisedSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class SemiSupervisedRun:
+    """config.semi_supervised, typed: the step's spec (its rampup_steps set once the number of
+    updates per epoch is known), the ramp length in epochs and the unlabelled batch size."""
+
+    spec: SemiSupervisedSpec
+    rampup_epochs: float
+    unlabeled_batch_size: int
+
+    def step_spec(self, steps_per_epoch: int) -> SemiSupervisedSpec:
+        return dataclasses.replace(self.spec,
+                                   rampup_steps=round(self.rampup_epochs * steps_per_epoch))
+
+    @property
+    def evaluates_teacher(self) -> bool:
+        """ICT evaluates (and selects on) the mean teacher, as its authors' code does."""
+        return self.spec.uses_teacher
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +65,7 @@ class RunSpec:
     tensorboard: bool = True
     compilation_cache_dir: str = ""
     profile_dir: str = ""
+    semi_supervised: Optional[SemiSupervisedRun] = None
     config: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
 
@@ -88,6 +109,7 @@ def data_spec(data: ml_collections.ConfigDict, num_classes: int) -> DataSpec:
         image_shape=tuple(shape) if shape else None,
         crop_padding=_count(data.get("crop_padding", 0), "data.crop_padding", "0: no crop"),
         flip=bool(data.get("flip", False)), normalization=normalization,
+        zca=bool(data.get("zca", False)),
         num_train=data.get("num_train", 0), num_test=data.get("num_test", 0),
         noise=data.get("noise", 0.0), turns=data.get("turns", 0.0))
 
@@ -176,6 +198,57 @@ def checkpoint_spec(config: ml_collections.ConfigDict, has_validation: bool) -> 
     return spec
 
 
+def _mix_points(value: Any, key: str, model_name: str, points: int) -> tuple[int, ...]:
+    layers = tuple(value)
+    if any(not isinstance(k, numbers.Integral) or not 0 <= k < points for k in layers) \
+            or len(set(layers)) != len(layers):
+        raise _invalid(key, layers, f"{model_name} has mix points 0..{points - 1} (0 = input); "
+                       "give distinct ones")
+    return layers
+
+
+def semi_supervised_run(config: ml_collections.ConfigDict, model: MixableModel
+                        ) -> Optional[SemiSupervisedRun]:
+    """config.semi_supervised (None or empty: a supervised run), validated."""
+    section = config.get("semi_supervised")
+    if not section:
+        return None
+    if not config.data.get("labels_per_class"):
+        raise _invalid("data.labels_per_class", config.data.get("labels_per_class"),
+                       "a semi-supervised run needs the number of labelled images per class")
+    if section.targets not in TARGET_KINDS:
+        raise _invalid("semi_supervised.targets", section.targets, f"choose one of {TARGET_KINDS}")
+    for key in ("supervised_alpha", "unsupervised_alpha", "unsupervised_weight_max",
+                "rampup_epochs"):
+        value = section[key]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+            raise _invalid(f"semi_supervised.{key}", value, "must be a number >= 0")
+    if section.rampup_epochs > config.num_epochs:
+        raise _invalid("semi_supervised.rampup_epochs", section.rampup_epochs,
+                       f"must be at most num_epochs = {config.num_epochs}")
+    decay = section.ema_decay
+    if not isinstance(decay, numbers.Real) or not 0 <= decay < 1:
+        raise _invalid("semi_supervised.ema_decay", decay, "must be in [0, 1)")
+    name, points = config.model.name, model.num_mix_points
+    spec_args = dict(
+        num_classes=config.num_classes, rampup_steps=0, targets=section.targets,
+        supervised_alpha=float(section.supervised_alpha),
+        supervised_layers=_mix_points(section.supervised_layers,
+                                      "semi_supervised.supervised_layers", name, points),
+        unsupervised_alpha=float(section.unsupervised_alpha),
+        unsupervised_layers=_mix_points(section.unsupervised_layers,
+                                        "semi_supervised.unsupervised_layers", name, points),
+        unsupervised_weight_max=float(section.unsupervised_weight_max),
+        ema_decay=float(decay))
+    try:
+        spec = SemiSupervisedSpec(**spec_args)
+    except ValueError as error:
+        raise ConfigError(f"config.semi_supervised is invalid: {error}") from None
+    return SemiSupervisedRun(
+        spec, float(section.rampup_epochs),
+        _positive_int(section.unlabeled_batch_size, "semi_supervised.unlabeled_batch_size"))
+
+
 def eval_settings(config: ml_collections.ConfigDict) -> EvalSettings:
     section = config.get("eval") or {}
     settings = EvalSettings(ece_bins=int(section.get("ece_bins", 15)),
@@ -197,9 +270,14 @@ def run_spec(config: ml_collections.ConfigDict) -> RunSpec:
     sizes = {key: _positive_int(config[key], key)
              for key in ("batch_size", "eval_batch_size", "num_epochs", "log_every_steps")}
     model = model_spec(config)
+    semi_supervised = semi_supervised_run(config, model.build(num_classes))
+    if semi_supervised is not None:
+        data = dataclasses.replace(data, unlabeled=True)
     return RunSpec(
+        semi_supervised=semi_supervised,
         seed=int(config.seed), num_classes=int(num_classes), data=data, model=model,
-        mix=mix_spec(config, model.build(num_classes)), optimizer=optimizer_spec(config.optimizer),
+        mix=(mix_spec(config, model.build(num_classes)) if semi_supervised is None
+             else semi_supervised.spec.supervised_mix_spec), optimizer=optimizer_spec(config.optimizer),
         checkpoint=checkpoint_spec(config, data.validation_per_class > 0),
         eval=eval_settings(config),
         tensorboard=bool(config.get("tensorboard", True)),

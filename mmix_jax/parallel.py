@@ -17,6 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mmix_jax.mixup import MixSpec
 from mmix_jax.models import DATA_AXIS
+from mmix_jax.semi_supervised import SemiSupervisedSpec, ssl_mixup_step
 from mmix_jax.state import TrainState
 from mmix_jax.step import Batch, Metrics, eval_step, mixup_step
 
@@ -37,21 +38,26 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, replicated(mesh))
 
 
-def process_share(global_batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """This process's contiguous share of a global batch (all of it with one process)."""
+def process_share(global_batch: Any) -> Any:
+    """This process's contiguous share of each array of a global batch (a dict, or a tree of
+    them such as {"labeled": ..., "unlabeled": ...}); all of it with one process."""
     count, index = jax.process_count(), jax.process_index()
-    size = next(iter(global_batch.values())).shape[0]
-    if size % count:
-        raise ValueError(f"global batch of {size} is not divisible by {count} processes.")
-    per = size // count
-    return {key: value[index * per:(index + 1) * per] for key, value in global_batch.items()}
+
+    def share(value: np.ndarray) -> np.ndarray:
+        size = value.shape[0]
+        if size % count:
+            raise ValueError(f"global batch of {size} is not divisible by {count} processes.")
+        per = size // count
+        return value[index * per:(index + 1) * per]
+
+    return jax.tree.map(share, global_batch)
 
 
-def shard_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> Batch:
-    """Global arrays sharded on the data axis from each process's share of the batch."""
+def shard_batch(local_batch: Any, mesh: Mesh) -> Any:
+    """Global arrays sharded on the data axis from each process's share of the batch (a tree)."""
     sharding = NamedSharding(mesh, P(DATA_AXIS))
-    return {key: jax.make_array_from_process_local_data(sharding, value)
-            for key, value in local_batch.items()}
+    return jax.tree.map(lambda v: jax.make_array_from_process_local_data(sharding, v),
+                        local_batch)
 
 
 def check_divisible(global_batch_size: int, mesh: Mesh, what: str = "config.batch_size") -> None:
@@ -78,6 +84,28 @@ def make_train_step(spec: MixSpec, mesh: Mesh, *,
             prep_rng = jax.random.fold_in(prep_rng, jax.lax.axis_index(DATA_AXIS))
             batch = preprocess(prep_rng, batch)
         return mixup_step(state, batch, rng, config=spec, axis_name=DATA_AXIS)
+
+    sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P()),
+                            out_specs=(P(), P()))
+    return jax.jit(sharded, donate_argnums=(0,) if donate else ())
+
+
+def make_ssl_train_step(spec: SemiSupervisedSpec, mesh: Mesh, *,
+                        preprocess: Optional[Callable[[jax.Array, Batch], Batch]] = None,
+                        donate: bool = True) -> Callable[[TrainState, Any, jax.Array],
+                                                         tuple[TrainState, Metrics]]:
+    """jit(shard_map(ssl_mixup_step)) over `mesh` for batches {"labeled", "unlabeled"} (both
+    sharded on the data axis); `preprocess` augments each with its own key first."""
+
+    def per_device(state: TrainState, batch: Any, rng: jax.Array):
+        labeled, unlabeled = batch["labeled"], batch["unlabeled"]
+        if preprocess is not None:
+            prep_rng, rng = jax.random.split(rng)
+            prep_rng = jax.random.fold_in(prep_rng, jax.lax.axis_index(DATA_AXIS))
+            labeled_rng, unlabeled_rng = jax.random.split(prep_rng)
+            labeled = preprocess(labeled_rng, labeled)
+            unlabeled = preprocess(unlabeled_rng, unlabeled)
+        return ssl_mixup_step(state, labeled, unlabeled, rng, config=spec, axis_name=DATA_AXIS)
 
     sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P()),
                             out_specs=(P(), P()))
@@ -114,5 +142,5 @@ def to_host(tree: Any) -> Any:
 
 
 __all__ = ["DATA_AXIS", "check_divisible", "make_eval_step", "make_mesh",
-           "make_per_example_fn", "make_train_step", "to_host",
+           "make_per_example_fn", "make_ssl_train_step", "make_train_step", "to_host",
            "process_share", "replicate", "replicated", "shard_batch"]

@@ -2,7 +2,8 @@
 
 `train_and_evaluate(spec, workdir, splits)` resumes from workdir/checkpoints, trains, evaluates
 the test split (error, NLL, ECE, FGSM, spectrum) and, with a validation split, the checkpoint
-chosen on it. Progress goes through clu (`ReportProgress`: steps/s and ETA; `Profile` for traces
+chosen on it. Semi-supervised runs (`spec.semi_supervised`) take a labelled and an unlabelled
+stream and `ssl_mixup_step`; with ICT's mean teacher the teacher is what is evaluated. Progress goes through clu (`ReportProgress`: steps/s and ETA; `Profile` for traces
 with `config.profile_dir`) and one readable line of training metrics per `log_every_steps`.
 """
 
@@ -12,7 +13,7 @@ import dataclasses
 import json
 import pathlib
 import time
-from typing import Any
+from typing import Any, Union
 
 import jax
 import jax.numpy as jnp
@@ -24,13 +25,18 @@ from jax.experimental import multihost_utils
 from mmix_jax import parallel
 from mmix_jax.checkpoint import Checkpoints, PreemptedError, Preemption, abstract_like
 from mmix_jax.configuration import RunSpec
-from mmix_jax.data import ArrayDataset, Splits, TrainBatches, eval_preprocess, train_preprocess
+from mmix_jax.data import (ArrayDataset, SemiSupervisedBatches, Splits, TrainBatches,
+                           eval_preprocess, train_preprocess)
 from mmix_jax.errors import ConfigError, WorkdirError
 from mmix_jax.evaluate import InputSpace, evaluate_dataset, full_evaluation
 from mmix_jax.optim import make_optimizer
-from mmix_jax.state import TrainState, create_train_state
+from mmix_jax.state import TrainState, create_train_state, with_teacher
 from mmix_jax.summaries import (EVALUATION_FILE, VAL_SELECTED_FILE, History, summary_scalars,
                                 write_json_atomically)
+
+
+Batches = Union[TrainBatches, SemiSupervisedBatches]
+METRIC_NAMES = ("loss", "accuracy", "supervised_loss", "unsupervised_loss", "unsupervised_weight")
 
 
 @dataclasses.dataclass
@@ -45,23 +51,57 @@ def mesh_for(spec: RunSpec) -> jax.sharding.Mesh:
     try:
         parallel.check_divisible(spec.batch_size, mesh)
         parallel.check_divisible(spec.eval_batch_size, mesh, "config.eval_batch_size")
+        if spec.semi_supervised is not None:
+            parallel.check_divisible(spec.semi_supervised.unlabeled_batch_size, mesh,
+                                     "config.semi_supervised.unlabeled_batch_size")
     except ValueError as error:
         raise ConfigError(str(error)) from None
     return mesh
 
 
-def initial_state(spec: RunSpec, batches: TrainBatches,
+def train_batches(spec: RunSpec, splits: Splits) -> Batches:
+    """The run's training stream(s): batches[step] for every step, from (seed, step) alone."""
+    if spec.semi_supervised is None:
+        return TrainBatches(splits.train, spec.batch_size, spec.seed)
+    return SemiSupervisedBatches(splits.train, splits.unlabeled, spec.batch_size,
+                                 spec.semi_supervised.unlabeled_batch_size, spec.seed)
+
+
+def initial_state(spec: RunSpec, batches: Batches,
                   init_key: jax.Array) -> tuple[TrainState, Any]:
-    """A fresh TrainState with the paper's SGD, and the learning-rate schedule (per step)."""
+    """A fresh TrainState with the paper's SGD (and a mean teacher where the run uses one),
+    and the learning-rate schedule (per step)."""
     tx, schedule = make_optimizer(spec.optimizer, batches.steps_per_epoch)
-    sample_input = jnp.zeros(batches[0]["image"].shape, jnp.float32)
+    example = batches[0]
+    example = example.get("labeled", example)
+    sample_input = jnp.zeros(example["image"].shape, jnp.float32)
     model = spec.model.build(spec.num_classes)
-    return create_train_state(model, tx, init_key, sample_input, init=spec.model.init), schedule
+    state = create_train_state(model, tx, init_key, sample_input, init=spec.model.init)
+    if spec.semi_supervised is not None and spec.semi_supervised.spec.uses_teacher:
+        state = with_teacher(state)
+    return state, schedule
+
+
+def evaluated(spec: RunSpec, state: TrainState) -> TrainState:
+    """The weights a run is evaluated with: the mean teacher for ICT, else the state itself."""
+    if spec.semi_supervised is not None and spec.semi_supervised.evaluates_teacher:
+        return state.as_teacher()
+    return state
+
+
+def make_step(spec: RunSpec, splits: Splits, mesh: jax.sharding.Mesh, steps_per_epoch: int):
+    """The compiled training step of the run (supervised or semi-supervised)."""
+    preprocess = train_preprocess(spec.data, splits)
+    if spec.semi_supervised is None:
+        return parallel.make_train_step(spec.mix, mesh, preprocess=preprocess)
+    return parallel.make_ssl_train_step(spec.semi_supervised.step_spec(steps_per_epoch), mesh,
+                                        preprocess=preprocess)
 
 
 def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
     fetched = jax.device_get(pending)
-    return {key: float(np.mean([m[key] for m in fetched])) for key in ("loss", "accuracy")}
+    return {key: float(np.mean([m[key] for m in fetched])) for key in METRIC_NAMES
+            if key in fetched[0]}
 
 
 def train_and_evaluate(spec: RunSpec, workdir: pathlib.Path, splits: Splits) -> RunResult:
@@ -70,7 +110,7 @@ def train_and_evaluate(spec: RunSpec, workdir: pathlib.Path, splits: Splits) -> 
     if jax.process_index() == 0:
         write_json_atomically(workdir / "config.json", spec.config)
     mesh = mesh_for(spec)
-    batches = TrainBatches(splits.train, spec.batch_size, spec.seed)
+    batches = train_batches(spec, splits)
     total_steps = spec.num_epochs * batches.steps_per_epoch
     init_key, step_key = jax.random.split(jax.random.key(spec.seed))
     state, schedule = initial_state(spec, batches, init_key)
@@ -81,12 +121,12 @@ def train_and_evaluate(spec: RunSpec, workdir: pathlib.Path, splits: Splits) -> 
     state = restored if restored is not None else parallel.replicate(state, mesh)
     start_step = int(jax.device_get(state.step))
     history = History(workdir, start_step)
-    train_step = parallel.make_train_step(spec.mix, mesh,
-                                          preprocess=train_preprocess(spec.data, splits))
+    train_step = make_step(spec, splits, mesh, batches.steps_per_epoch)
     eval_step = parallel.make_eval_step(mesh, preprocess=eval_preprocess(splits))
 
     def evaluate(dataset: ArrayDataset) -> dict[str, float]:
-        return evaluate_dataset(eval_step, state, dataset, spec.eval_batch_size, mesh)
+        return evaluate_dataset(eval_step, evaluated(spec, state), dataset,
+                                spec.eval_batch_size, mesh)
 
     def save(step: int) -> None:
         metrics = {f"test_{k}": v for k, v in evaluate(splits.test).items()}
@@ -180,7 +220,7 @@ def evaluate_test_split(spec: RunSpec, state: TrainState, splits: Splits,
                         filename: str = EVALUATION_FILE) -> dict[str, Any]:
     """The full evaluation (error, NLL, ECE, FGSM, spectrum) of the test split; process 0
     writes it to workdir/`filename`."""
-    results = full_evaluation(state, splits.test, InputSpace(splits.mean, splits.std), spec.eval,
+    results = full_evaluation(evaluated(spec, state), splits.test, InputSpace(splits.mean, splits.std), spec.eval,
                               spec.eval_batch_size, mesh, spec.num_classes)
     results["step"] = int(jax.device_get(state.step))
     if jax.process_index() == 0:
@@ -191,7 +231,7 @@ def evaluate_test_split(spec: RunSpec, state: TrainState, splits: Splits,
 def restore_newest(spec: RunSpec, workdir: pathlib.Path, splits: Splits,
                    mesh: jax.sharding.Mesh) -> TrainState:
     """The newest checkpoint's state of the run in `workdir` (WorkdirError if there is none)."""
-    batches = TrainBatches(splits.train, spec.batch_size, spec.seed)
+    batches = train_batches(spec, splits)
     state, _ = initial_state(spec, batches, jax.random.key(spec.seed))  # the restore target
     checkpoints = Checkpoints(workdir, spec.checkpoint.settings(batches.steps_per_epoch))
     try:

@@ -5,7 +5,10 @@ data_dir, manual_dir) or "npz" (a local file: keys path, test_per_class). Image 
 image_shape, crop_padding, flip, normalization ("per_channel": the training images' statistics;
 "half": mean = std = 0.5, the authors' SVHN), validation_per_class (a validation split held out
 of training) and labels_per_class (at most that many training images per class, as the
-authors' loader). Image splits stay uint8 on the host; `train_preprocess` / `eval_preprocess`
+authors' loader). With `unlabeled` (semi-supervised runs) every training image outside the
+validation split is also kept, without labels, as the unlabelled pool (the labelled ones
+included, as the authors' code has it), and labels_per_class must be available in every class.
+Image splits stay uint8 on the host; `train_preprocess` / `eval_preprocess`
 give the on-device functions (augmentation and normalisation) inside the compiled steps.
 """
 
@@ -18,7 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from mmix_jax.data.augment import augment, normalize
-from mmix_jax.data.pipeline import ArrayDataset, TrainBatches, eval_batches
+from mmix_jax.data.zca import ZCA, fit_zca
+from mmix_jax.data.pipeline import ArrayDataset, SemiSupervisedBatches, TrainBatches, eval_batches
 from mmix_jax.data.synthetic import off_data_grid, two_spirals
 from mmix_jax.data.npz_source import read_npz
 from mmix_jax.data.splits import (LABELED_STREAM, TEST_STREAM, VALIDATION_STREAM,
@@ -52,6 +56,8 @@ class DataSpec:
     crop_padding: int = 0
     flip: bool = False
     normalization: str = "per_channel"
+    unlabeled: bool = False
+    zca: bool = False
     num_train: int = 0
     num_test: int = 0
     noise: float = 0.0
@@ -69,6 +75,8 @@ class Splits:
     mean: Optional[tuple[float, ...]] = None
     std: Optional[tuple[float, ...]] = None
     validation: Optional[ArrayDataset] = None
+    unlabeled: Optional[ArrayDataset] = None
+    zca: Optional["ZCA"] = None
 
     @property
     def is_image_data(self) -> bool:
@@ -117,15 +125,23 @@ def load_image_dataset(spec: DataSpec, num_classes: int, seed: int) -> Splits:
     if spec.validation_per_class:
         validation, train = split_per_class(train, spec.validation_per_class, num_classes, seed,
                                             VALIDATION_STREAM, key="data.validation_per_class")
+    unlabeled = None
+    if spec.unlabeled:
+        if not spec.labels_per_class:
+            raise DataError("config.data.unlabeled needs config.data.labels_per_class > 0: the "
+                            "labelled images per class (the rest are used without labels).")
+        unlabeled = train
     if spec.labels_per_class:
         train, _ = split_per_class(train, spec.labels_per_class, num_classes, seed,
-                                   LABELED_STREAM, key="data.labels_per_class", at_most=True)
+                                   LABELED_STREAM, key="data.labels_per_class",
+                                   at_most=not spec.unlabeled)
     if spec.normalization == "half":
         channels = train.images.shape[-1]
         mean, std = (0.5,) * channels, (0.5,) * channels
     else:
-        mean, std = channel_statistics(train.images)
-    return Splits(train, test, num_classes, mean, std, validation)
+        mean, std = channel_statistics((unlabeled or train).images)
+    zca = fit_zca((unlabeled or train).images, mean, std) if spec.zca else None
+    return Splits(train, test, num_classes, mean, std, validation, unlabeled, zca)
 
 
 def load_dataset(spec: DataSpec, seed: int, num_classes: Optional[int] = None) -> Splits:
@@ -150,7 +166,8 @@ def eval_preprocess(splits: Splits) -> Optional[Callable[[Batch], Batch]]:
         return None
 
     def preprocess(batch: Batch) -> Batch:
-        return dict(batch, image=normalize(batch["image"], splits.mean, splits.std))
+        images = normalize(batch["image"], splits.mean, splits.std)
+        return dict(batch, image=images if splits.zca is None else splits.zca(images))
 
     return preprocess
 
@@ -164,11 +181,13 @@ def train_preprocess(spec: DataSpec, splits: Splits
 
     def preprocess(rng: jax.Array, batch: Batch) -> Batch:
         images = augment(rng, batch["image"], crop_padding=padding, flip=flip)
-        return dict(batch, image=normalize(images, splits.mean, splits.std, jnp.float32))
+        images = normalize(images, splits.mean, splits.std, jnp.float32)
+        return dict(batch, image=images if splits.zca is None else splits.zca(images))
 
     return preprocess
 
 
-__all__ = ["ArrayDataset", "DATASET_NAMES", "DataSpec", "IMAGE_SOURCES", "NORMALIZATIONS", "NPZ", "Splits", "TrainBatches",
+__all__ = ["ArrayDataset", "DATASET_NAMES", "ZCA", "DataSpec", "IMAGE_SOURCES", "NORMALIZATIONS", "NPZ", "SemiSupervisedBatches", "Splits",
+           "TrainBatches",
            "eval_batches", "eval_preprocess", "load_dataset", "off_data_grid",
            "train_preprocess", "two_spirals"]

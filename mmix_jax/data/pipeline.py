@@ -8,7 +8,7 @@ step s therefore sees exactly the batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -33,20 +33,22 @@ class ArrayDataset:
 class TrainBatches:
     """Random access to the training batches of a run: `batches[step]` is a dict of arrays."""
 
-    def __init__(self, dataset: ArrayDataset, batch_size: int, seed: int):
+    def __init__(self, dataset: ArrayDataset, batch_size: int, seed: int,
+                 stream: Optional[int] = None):
         if not 0 < batch_size <= len(dataset):
             raise ValueError(
                 f"batch_size = {batch_size}: must be in 1..{len(dataset)} (the training set size).")
         self.dataset = dataset
         self.batch_size = batch_size
         self.seed = seed
+        self._key = [seed] if stream is None else [seed, stream]  # independent streams
         self.steps_per_epoch = len(dataset) // batch_size
         self._epoch, self._order = -1, np.empty(0, np.int64)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The permutation of the training set used in `epoch` (cached for the current epoch)."""
         if epoch != self._epoch:
-            self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
+            self._order = np.random.default_rng([*self._key, epoch]).permutation(len(self.dataset))
             self._epoch = epoch
         return self._order
 
@@ -54,6 +56,26 @@ class TrainBatches:
         epoch, index = divmod(int(step), self.steps_per_epoch)
         rows = self.epoch_order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
         return {"image": self.dataset.images[rows], "label": self.dataset.labels[rows]}
+
+
+class SemiSupervisedBatches:
+    """Two independent streams for semi-supervised runs: `batches[step]` is
+    {"labeled": {"image", "label"}, "unlabeled": {"image"}}. An epoch is one pass over the
+    unlabelled pool; the labelled set is cycled through at its own pace (as the authors'
+    `zip(cycle(labelled), unlabelled)`). Both are functions of (seed, step) alone."""
+
+    LABELED_STREAM, UNLABELED_STREAM = 1, 2
+
+    def __init__(self, labeled: ArrayDataset, unlabeled: ArrayDataset, batch_size: int,
+                 unlabeled_batch_size: int, seed: int):
+        self.labeled = TrainBatches(labeled, batch_size, seed, self.LABELED_STREAM)
+        self.unlabeled = TrainBatches(unlabeled, unlabeled_batch_size, seed,
+                                      self.UNLABELED_STREAM)
+        self.steps_per_epoch = self.unlabeled.steps_per_epoch
+
+    def __getitem__(self, step: int) -> dict[str, dict[str, np.ndarray]]:
+        return {"labeled": self.labeled[step],
+                "unlabeled": {"image": self.unlabeled[step]["image"]}}
 
 
 def eval_batches(dataset: ArrayDataset, batch_size: int) -> Iterator[dict[str, np.ndarray]]:

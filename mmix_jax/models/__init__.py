@@ -19,6 +19,10 @@ _REGISTRY: dict[str, Callable[..., MixableModel]] = {
     # The Manifold Mixup code's WRN-28-10 (wide_resnet.py: "authors" style), and the standard one.
     "wrn28_10": lambda **kw: WideResNet(depth=28, widen_factor=10, style="authors", **kw),
     "wrn28_10_standard": lambda **kw: WideResNet(depth=28, widen_factor=10, **kw),
+    # The semi-supervised code's WRN-28-2: authors' blocks, LeakyReLU(0.01), dropout 0.3.
+    "wrn28_2_ssl": lambda **kw: WideResNet(**{
+        "depth": 28, "widen_factor": 2, "style": "authors", "activation": "leaky_relu",
+        "dropout_rate": 0.3, **kw}),
     "mlp": MLP,
 }
 

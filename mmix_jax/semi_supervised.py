@@ -1,0 +1,225 @@
+"""Semi-supervised Manifold Mixup (Verma et al. 2019, §5) and ICT in one pure step.
+
+Each update sees a labelled batch and an unlabelled batch:
+
+    loss = L_sup + w(t) · L_unsup,    w(t) = w_max · exp(−5 (1 − t)²),
+    t = min(step / rampup_steps, 1)   (the authors ramp over the first 40 % of updates)
+
+L_sup is Manifold Mixup on the labelled batch with cross-entropy against the mixed one-hot
+targets, λ·CE(y_a) + (1 − λ)·CE(y_b). L_unsup is a mixing-consistency loss on the unlabelled
+batch u: targets ŷ for u carry no gradient; a fresh k′, λ′ and permutation mix u at k′ and the
+output is pulled towards λ′·ŷ + (1 − λ′)·ŷ[perm]:
+
+- targets "self" (the Manifold Mixup paper): ŷ = logits of the same network in train mode
+  (dropout on, BatchNorm batch statistics); L_unsup = mean over batch × classes of the squared
+  difference of logits.
+- targets "mean_teacher" (ICT): ŷ = logits of the mean teacher (an exponential moving average
+  of the weights, kept in `state.teacher`) in train mode; the mixed logits are passed through a
+  softmax and L_unsup = mean squared difference of the student's and the target's softmax
+  (ICT's `softmax_mse_loss` on mixed teacher logits).
+
+The authors' code also adds 0.001 × the L1 norm of the network's first parameter tensor (its
+`l1_loss` returns after the first tensor); that looks like a bug and is not reproduced.
+
+Everything random comes from `rng`: the supervised term uses `split(rng)[0]` exactly as
+`mixup_step` does, so with w_max = 0 (the labelled-only baseline, unlabelled passes skipped)
+the update is `mixup_step`'s with cross-entropy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from mmix_jax.mixup import MixSpec, mix, sample_mix
+from mmix_jax.state import TrainState
+from mmix_jax.step import Batch, Metrics, _check_batch, mixup_loss
+
+TARGET_KINDS = ("self", "mean_teacher")
+
+
+@dataclasses.dataclass(frozen=True)
+class SemiSupervisedSpec:
+    """Static description of a semi-supervised step (hashable: a jit static argument).
+
+    Attributes:
+      num_classes: number of classes.
+      rampup_steps: updates over which t rises from 0 to 1 in w(t) (0: w = w_max throughout).
+      targets: "self" (Manifold Mixup's own-network targets) or "mean_teacher" (ICT).
+      supervised_alpha / supervised_layers: Beta(α, α) and mix points of the labelled term.
+      unsupervised_alpha / unsupervised_layers: the same for the unlabelled term.
+      unsupervised_weight_max: w_max. 0 gives the labelled-only baseline (no unlabelled passes).
+      ema_decay: the mean teacher's decay (used with targets "mean_teacher").
+    """
+
+    num_classes: int
+    rampup_steps: int
+    targets: str = "self"
+    supervised_alpha: float = 0.1
+    supervised_layers: tuple[int, ...] = (0, 1, 2)
+    unsupervised_alpha: float = 2.0
+    unsupervised_layers: tuple[int, ...] = (0, 1, 2)
+    unsupervised_weight_max: float = 1.0
+    ema_decay: float = 0.999
+
+    def __post_init__(self):
+        for name in ("supervised_layers", "unsupervised_layers"):
+            object.__setattr__(self, name, tuple(int(k) for k in getattr(self, name)))
+        if self.targets not in TARGET_KINDS:
+            raise ValueError(f"SemiSupervisedSpec.targets = {self.targets!r}: choose one of "
+                             f"{TARGET_KINDS}.")
+        if self.rampup_steps < 0:
+            raise ValueError(f"SemiSupervisedSpec.rampup_steps = {self.rampup_steps}: must be >= 0.")
+        if not self.unsupervised_weight_max >= 0:
+            raise ValueError("SemiSupervisedSpec.unsupervised_weight_max = "
+                             f"{self.unsupervised_weight_max}: must be >= 0.")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"SemiSupervisedSpec.ema_decay = {self.ema_decay}: must be in [0, 1).")
+        if self.uses_unlabeled and not (self.unsupervised_layers and self.unsupervised_alpha > 0):
+            raise ValueError("SemiSupervisedSpec: the unlabelled term needs mix points and "
+                             "unsupervised_alpha > 0 (or set unsupervised_weight_max = 0).")
+        self.supervised_mix_spec  # validates the supervised α and points
+
+    @property
+    def uses_unlabeled(self) -> bool:
+        """Whether the step computes the unlabelled term (False for the labelled-only baseline)."""
+        return self.unsupervised_weight_max > 0
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether the state must carry a mean teacher (`with_teacher`)."""
+        return self.uses_unlabeled and self.targets == "mean_teacher"
+
+    @property
+    def supervised_mix_spec(self) -> MixSpec:
+        """The labelled term as a supervised MixSpec (cross-entropy against mixed targets)."""
+        return MixSpec(num_classes=self.num_classes, alpha=self.supervised_alpha,
+                       mix_layers=self.supervised_layers, loss="soft_ce")
+
+
+def unsupervised_weight(step: jax.Array, config: SemiSupervisedSpec) -> jax.Array:
+    """w(t) = w_max · exp(−5 (1 − t)²), t = min(step / rampup_steps, 1), as float32."""
+    if config.rampup_steps == 0:
+        return jnp.asarray(config.unsupervised_weight_max, jnp.float32)
+    t = jnp.clip(jnp.asarray(step, jnp.float32) / config.rampup_steps, 0.0, 1.0)
+    return config.unsupervised_weight_max * jnp.exp(-5.0 * jnp.square(1.0 - t))
+
+
+def teacher_decay(new_step: jax.Array, ema_decay: float) -> jax.Array:
+    """ICT's decay after update `new_step` (1, 2, ...): the plain average of all weights so far
+    while that is the longer memory, min(1 − 1/(new_step + 1), ema_decay)."""
+    return jnp.minimum(1.0 - 1.0 / (jnp.asarray(new_step, jnp.float32) + 1.0), ema_decay)
+
+
+def consistency_loss(logits: jax.Array, targets: jax.Array, kind: str) -> jax.Array:
+    """Mean over batch × classes of the squared difference: of logits ("self"), of softmaxes
+    ("mean_teacher"). `targets` are already mixed and carry no gradient."""
+    chex.assert_equal_shape((logits, targets))
+    logits, targets = logits.astype(jnp.float32), targets.astype(jnp.float32)
+    if kind == "mean_teacher":
+        logits, targets = jax.nn.softmax(logits), jax.nn.softmax(targets)
+    return jnp.mean(jnp.square(logits - targets))
+
+
+def _device_key(rng: jax.Array, axis_name: Optional[str]) -> jax.Array:
+    return rng if axis_name is None else jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+
+
+def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax.Array, *,
+                   config: SemiSupervisedSpec, axis_name: Optional[str] = None
+                   ) -> tuple[TrainState, Metrics]:
+    """One SGD step of semi-supervised Manifold Mixup or ICT. Pure: same inputs, same outputs.
+
+    Args:
+      state: a TrainState; with targets "mean_teacher" it must carry a teacher (`with_teacher`).
+      labeled: {"image": [B, ...], "label": int32[B]}; unlabeled: {"image": [B′, ...]}.
+      rng: this step's key; every draw (both k, λ, permutations, dropout) comes from it.
+      config: the static SemiSupervisedSpec. The weight w(t) is computed from `state.step`
+        inside, so one executable serves every step of the ramp and every k.
+      axis_name: inside `shard_map`, the data axis (as for `mixup_step`): gradients, metrics
+        and BatchNorm statistics averaged over it, permutations within each device's batch.
+
+    Returns:
+      (new state, metrics): loss, supervised_loss, unsupervised_loss, unsupervised_weight,
+      accuracy (mixed labelled logits against the labels), lam, mix_layer, grad_norm.
+    """
+    images, labels = _check_batch(labeled)
+    unlabeled_images = unlabeled["image"]
+    chex.assert_equal(unlabeled_images.shape[1:], images.shape[1:])
+    if config.uses_teacher and state.teacher is None:
+        raise ValueError("targets 'mean_teacher' need a teacher in the state: "
+                         "state = mmix_jax.with_teacher(state).")
+    sup_spec = config.supervised_mix_spec
+    sup_rng, unsup_rng = jax.random.split(rng)
+    mix_rng, dropout_rng = jax.random.split(sup_rng)  # as in mixup_step
+    sup_draw = sample_mix(mix_rng, labels.shape[0], alpha=sup_spec.alpha,
+                          mix_layers=sup_spec.mix_layers if sup_spec.mixes else (),
+                          axis_name=axis_name)
+    sup_rngs = {"dropout": _device_key(dropout_rng, axis_name)}
+    weight = unsupervised_weight(state.step, config)
+    batch_stats, teacher = state.batch_stats, state.teacher
+
+    if config.uses_unlabeled:
+        target_rng, unsup_mix_rng, unsup_dropout_rng = jax.random.split(unsup_rng, 3)
+        target_rngs = {"dropout": _device_key(target_rng, axis_name)}
+        if config.targets == "mean_teacher":
+            raw_targets, updates = state.apply_fn(
+                state.teacher_variables(), unlabeled_images, train=True,
+                mutable=["batch_stats"], rngs=target_rngs)
+            teacher = dict(teacher, batch_stats=updates.get("batch_stats",
+                                                             teacher["batch_stats"]))
+        else:
+            raw_targets, updates = state.apply_fn(
+                state.variables(), unlabeled_images, train=True, mutable=["batch_stats"],
+                rngs=target_rngs)
+            batch_stats = updates.get("batch_stats", batch_stats)
+        raw_targets = jax.lax.stop_gradient(raw_targets)
+        unsup_draw = sample_mix(unsup_mix_rng, unlabeled_images.shape[0],
+                                alpha=config.unsupervised_alpha,
+                                mix_layers=config.unsupervised_layers, axis_name=axis_name)
+        mixed_targets = mix(raw_targets.astype(jnp.float32), unsup_draw.perm, unsup_draw.lam)
+        unsup_rngs = {"dropout": _device_key(unsup_dropout_rng, axis_name)}
+
+    def loss_fn(params):
+        sup_loss, (logits, stats) = mixup_loss(
+            params, state.replace(batch_stats=batch_stats), images, labels, sup_draw,
+            config=sup_spec, rngs=sup_rngs)
+        if not config.uses_unlabeled:
+            return sup_loss, (sup_loss, jnp.zeros((), jnp.float32), logits, stats)
+        variables = {"params": params, **({"batch_stats": stats} if stats else {})}
+        unsup_logits, updates = state.apply_fn(
+            variables, unlabeled_images, train=True, mutable=["batch_stats"], rngs=unsup_rngs,
+            mix_layer=unsup_draw.layer, perm=unsup_draw.perm, lam=unsup_draw.lam)
+        unsup_loss = consistency_loss(unsup_logits, mixed_targets, config.targets)
+        stats = updates.get("batch_stats", stats)
+        return sup_loss + weight * unsup_loss, (sup_loss, unsup_loss, logits, stats)
+
+    (loss, (sup_loss, unsup_loss, logits, batch_stats)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+    if axis_name is not None:
+        # As in mixup_step: the gradient comes back summed over the axis under shard_map.
+        grads = jax.tree.map(lambda g: g / jax.lax.axis_size(axis_name), grads)
+        loss, sup_loss, unsup_loss, accuracy, batch_stats = jax.lax.pmean(
+            (loss, sup_loss, unsup_loss, accuracy, batch_stats), axis_name)
+        if config.uses_teacher:  # the teacher's BatchNorm statistics, as the student's
+            teacher = dict(teacher, batch_stats=jax.lax.pmean(teacher["batch_stats"], axis_name))
+    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    if config.uses_teacher:
+        decay = teacher_decay(new_state.step, config.ema_decay)
+        teacher = dict(teacher, params=jax.tree.map(
+            lambda t, p: decay * t + (1 - decay) * p, teacher["params"], new_state.params))
+    new_state = new_state.replace(teacher=teacher)
+    metrics = {"loss": loss, "supervised_loss": sup_loss, "unsupervised_loss": unsup_loss,
+               "unsupervised_weight": weight, "accuracy": accuracy, "lam": sup_draw.lam,
+               "mix_layer": sup_draw.layer, "grad_norm": optax.tree.norm(grads)}
+    return new_state, metrics
+
+
+__all__ = ["SemiSupervisedSpec", "TARGET_KINDS", "consistency_loss", "ssl_mixup_step",
+           "teacher_decay", "unsupervised_weight"]
