@@ -26,6 +26,17 @@ PAPER_METHODS: dict[str, Method] = {
 TITLES: tuple[str, ...] = tuple(m.title for m in PAPER_METHODS.values())
 
 
+# Semi-supervised runs (config.semi_supervised): the labelled-only baseline, the paper's
+# semi-supervised Manifold Mixup (targets from the same network), ICT (mean-teacher targets).
+SEMI_SUPERVISED_TITLES: tuple[str, ...] = ("Labelled only", "SSL Manifold Mixup", "ICT")
+
+
+def semi_supervised_title(weight_max: float, targets: str) -> str:
+    if weight_max <= 0:
+        return "Labelled only"
+    return "ICT" if targets == "mean_teacher" else "SSL Manifold Mixup"
+
+
 def title_of(alpha: float, mix_layers: Sequence[int]) -> str:
     """ERM (no mixing), Input Mixup (the input only) or Manifold Mixup (any hidden point)."""
     if not mix_layers or alpha <= 0:
@@ -33,4 +44,5 @@ def title_of(alpha: float, mix_layers: Sequence[int]) -> str:
     return "Input Mixup" if list(mix_layers) == [0] else "Manifold Mixup"
 
 
-__all__ = ["Method", "PAPER_METHODS", "TITLES", "title_of"]
+__all__ = ["Method", "PAPER_METHODS", "SEMI_SUPERVISED_TITLES", "TITLES",
+           "semi_supervised_title", "title_of"]

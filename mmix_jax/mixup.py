@@ -64,12 +64,14 @@ class MixDraw(NamedTuple):
 
 
 def sample_mix(rng: jax.Array, batch_size: int, *, alpha: float,
-               mix_layers: Sequence[int], axis_name: Optional[str] = None) -> MixDraw:
+               mix_layers: Sequence[int], axis_name: Optional[str] = None,
+               shard_index: Optional[int] = None) -> MixDraw:
     """Draws k uniformly from `mix_layers`, λ ~ Beta(α, α) and a permutation of the batch.
 
     With `axis_name` (inside `shard_map`/`pmap`) k and λ stay the same on every device while the
     permutation key is folded with the device's axis index, so each device mixes within its own
-    local batch and no cross-device gather is needed. α <= 0 or no eligible layer gives λ = 1,
+    local batch and no cross-device gather is needed (`shard_index` gives a shard's draw outside
+    `shard_map`, e.g. to check a sharded step by hand). α <= 0 or no eligible layer gives λ = 1,
     the identity permutation and k = NO_MIX: the ERM forward pass.
     """
     mix_layers = tuple(int(k) for k in mix_layers)
@@ -78,7 +80,9 @@ def sample_mix(rng: jax.Array, batch_size: int, *, alpha: float,
                        jnp.arange(batch_size, dtype=jnp.int32))
     layer_key, lam_key, perm_key = jax.random.split(rng, 3)
     if axis_name is not None:
-        perm_key = jax.random.fold_in(perm_key, jax.lax.axis_index(axis_name))
+        shard_index = jax.lax.axis_index(axis_name)
+    if shard_index is not None:
+        perm_key = jax.random.fold_in(perm_key, shard_index)
     layer = jax.random.choice(layer_key, jnp.asarray(mix_layers, jnp.int32))
     lam = jax.random.beta(lam_key, alpha, alpha, dtype=jnp.float32)
     perm = jax.random.permutation(perm_key, batch_size).astype(jnp.int32)

@@ -29,14 +29,14 @@ the update is `mixup_step`'s with cross-entropy.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import chex
 import jax
 import jax.numpy as jnp
 import optax
 
-from mmix_jax.mixup import MixSpec, mix, sample_mix
+from mmix_jax.mixup import MixDraw, MixSpec, mix, sample_mix
 from mmix_jax.state import TrainState
 from mmix_jax.step import Batch, Metrics, _check_batch, mixup_loss
 
@@ -126,8 +126,39 @@ def consistency_loss(logits: jax.Array, targets: jax.Array, kind: str) -> jax.Ar
     return jnp.mean(jnp.square(logits - targets))
 
 
-def _device_key(rng: jax.Array, axis_name: Optional[str]) -> jax.Array:
-    return rng if axis_name is None else jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+class Draws(NamedTuple):
+    """All random choices of one semi-supervised step (on one shard)."""
+
+    supervised: MixDraw
+    unsupervised: Optional[MixDraw]  # None when the step has no unlabelled term
+    dropout: dict[str, jax.Array]  # keys "supervised", "targets", "unsupervised"
+
+
+def draws(rng: jax.Array, config: SemiSupervisedSpec, labeled_size: int, unlabeled_size: int,
+          *, axis_name: Optional[str] = None, shard_index: Optional[int] = None) -> Draws:
+    """The step's draws from its key: the supervised ones from split(rng)[0] exactly as
+    `mixup_step` draws them, the unlabelled ones from split(rng)[1]. Per-shard permutations
+    and dropout keys fold in the shard's index (`axis_name` inside shard_map, or `shard_index`)."""
+    if axis_name is not None:
+        shard_index = jax.lax.axis_index(axis_name)
+
+    def per_shard(key: jax.Array) -> jax.Array:
+        return key if shard_index is None else jax.random.fold_in(key, shard_index)
+
+    sup_spec = config.supervised_mix_spec
+    sup_rng, unsup_rng = jax.random.split(rng)
+    mix_rng, dropout_rng = jax.random.split(sup_rng)
+    supervised = sample_mix(mix_rng, labeled_size, alpha=sup_spec.alpha,
+                            mix_layers=sup_spec.mix_layers if sup_spec.mixes else (),
+                            shard_index=shard_index)
+    target_rng, unsup_mix_rng, unsup_dropout_rng = jax.random.split(unsup_rng, 3)
+    unsupervised = None
+    if config.uses_unlabeled:
+        unsupervised = sample_mix(unsup_mix_rng, unlabeled_size, alpha=config.unsupervised_alpha,
+                                  mix_layers=config.unsupervised_layers, shard_index=shard_index)
+    dropout = {"supervised": per_shard(dropout_rng), "targets": per_shard(target_rng),
+               "unsupervised": per_shard(unsup_dropout_rng)}
+    return Draws(supervised, unsupervised, dropout)
 
 
 def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax.Array, *,
@@ -138,7 +169,8 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
     Args:
       state: a TrainState; with targets "mean_teacher" it must carry a teacher (`with_teacher`).
       labeled: {"image": [B, ...], "label": int32[B]}; unlabeled: {"image": [B′, ...]}.
-      rng: this step's key; every draw (both k, λ, permutations, dropout) comes from it.
+      rng: this step's key; every draw (both k, λ, permutations, dropout) comes from it
+        (`draws` says how).
       config: the static SemiSupervisedSpec. The weight w(t) is computed from `state.step`
         inside, so one executable serves every step of the ramp and every k.
       axis_name: inside `shard_map`, the data axis (as for `mixup_step`): gradients, metrics
@@ -155,18 +187,14 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
         raise ValueError("targets 'mean_teacher' need a teacher in the state: "
                          "state = mmix_jax.with_teacher(state).")
     sup_spec = config.supervised_mix_spec
-    sup_rng, unsup_rng = jax.random.split(rng)
-    mix_rng, dropout_rng = jax.random.split(sup_rng)  # as in mixup_step
-    sup_draw = sample_mix(mix_rng, labels.shape[0], alpha=sup_spec.alpha,
-                          mix_layers=sup_spec.mix_layers if sup_spec.mixes else (),
-                          axis_name=axis_name)
-    sup_rngs = {"dropout": _device_key(dropout_rng, axis_name)}
+    drawn = draws(rng, config, labels.shape[0], unlabeled_images.shape[0], axis_name=axis_name)
+    sup_draw, unsup_draw = drawn.supervised, drawn.unsupervised
+    sup_rngs = {"dropout": drawn.dropout["supervised"]}
     weight = unsupervised_weight(state.step, config)
     batch_stats, teacher = state.batch_stats, state.teacher
 
     if config.uses_unlabeled:
-        target_rng, unsup_mix_rng, unsup_dropout_rng = jax.random.split(unsup_rng, 3)
-        target_rngs = {"dropout": _device_key(target_rng, axis_name)}
+        target_rngs = {"dropout": drawn.dropout["targets"]}
         if config.targets == "mean_teacher":
             raw_targets, updates = state.apply_fn(
                 state.teacher_variables(), unlabeled_images, train=True,
@@ -179,11 +207,8 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
                 rngs=target_rngs)
             batch_stats = updates.get("batch_stats", batch_stats)
         raw_targets = jax.lax.stop_gradient(raw_targets)
-        unsup_draw = sample_mix(unsup_mix_rng, unlabeled_images.shape[0],
-                                alpha=config.unsupervised_alpha,
-                                mix_layers=config.unsupervised_layers, axis_name=axis_name)
         mixed_targets = mix(raw_targets.astype(jnp.float32), unsup_draw.perm, unsup_draw.lam)
-        unsup_rngs = {"dropout": _device_key(unsup_dropout_rng, axis_name)}
+        unsup_rngs = {"dropout": drawn.dropout["unsupervised"]}
 
     def loss_fn(params):
         sup_loss, (logits, stats) = mixup_loss(
@@ -221,5 +246,6 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
     return new_state, metrics
 
 
-__all__ = ["SemiSupervisedSpec", "TARGET_KINDS", "consistency_loss", "ssl_mixup_step",
+__all__ = ["Draws", "SemiSupervisedSpec", "TARGET_KINDS", "consistency_loss", "draws",
+           "ssl_mixup_step",
            "teacher_decay", "unsupervised_weight"]

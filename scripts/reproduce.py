@@ -30,7 +30,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from mmix_jax.methods import TITLES, title_of
+from mmix_jax.methods import SEMI_SUPERVISED_TITLES, TITLES, semi_supervised_title, title_of
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -41,11 +41,34 @@ PAPER: dict[tuple[str, str, str], tuple[float, float]] = {
     ("cifar10", "preactresnet18", "Manifold Mixup"): (2.95, 0.137),
 }
 
-METHOD_ORDER = TITLES
+METHOD_ORDER = TITLES + SEMI_SUPERVISED_TITLES
 
 
 def method_of(config: dict[str, Any]) -> str:
+    ssl = config.get("semi_supervised")
+    if ssl:
+        return semi_supervised_title(ssl["unsupervised_weight_max"], ssl["targets"])
     return title_of(config["mix"]["alpha"], config["mix"]["layers"])
+
+
+def mixing_of(config: dict[str, Any]) -> tuple[float, list[int]]:
+    """(α, mix points) of the (labelled) supervised term."""
+    ssl = config.get("semi_supervised")
+    if ssl:
+        return ssl["supervised_alpha"], list(ssl["supervised_layers"])
+    return config["mix"]["alpha"], list(config["mix"]["layers"])
+
+
+def semi_supervised_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """The semi-supervised settings of a row (DESIGN.md), empty for supervised runs."""
+    ssl = config.get("semi_supervised")
+    if not ssl:
+        return {}
+    return {"semi_supervised": True, "labels_per_class": config["data"]["labels_per_class"],
+            "unsupervised_weight_max": ssl["unsupervised_weight_max"],
+            "targets": ssl["targets"], "unsupervised_alpha": ssl["unsupervised_alpha"],
+            "unsupervised_layers": list(ssl["unsupervised_layers"]),
+            "rampup_epochs": ssl["rampup_epochs"], "ema_decay": ssl["ema_decay"]}
 
 
 def model_of(config: dict[str, Any]) -> str:
@@ -128,8 +151,8 @@ def study_row(run: pathlib.Path, device: str) -> dict[str, Any]:
             config["data"]["path"]).name or config["data"]["name"],
         "train_size": train_size(config, summary), "train_accuracy": summary["train_accuracy"],
         "model": model["name"], "width": model.get("width"), "init": model.get("init", "he"),
-        "method": method_of(config), "alpha": config["mix"]["alpha"],
-        "mix_layers": list(config["mix"]["layers"]), "seed": config["seed"],
+        "method": method_of(config), "alpha": mixing_of(config)[0],
+        "mix_layers": mixing_of(config)[1], "seed": config["seed"],
         "epochs": config["num_epochs"], "milestones": list(config["optimizer"]["milestones"]),
         "test_error_percent": summary["test_error_percent"],
         "best_test_error_percent": summary.get("best_test_error_percent"),
@@ -143,7 +166,7 @@ def study_row(run: pathlib.Path, device: str) -> dict[str, Any]:
         "spectrum_mean_first": spectrum["first"], "spectrum_mean_rest_sum": spectrum["rest_sum"],
         "train_seconds": summary["train_s"],
         "wall_seconds": json.loads(wall.read_text())["wall_s"] if wall.exists() else None,
-        "device": summary.get("device_kind", device),
+        "device": summary.get("device_kind", device), **semi_supervised_fields(config),
     }
 
 

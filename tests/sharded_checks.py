@@ -168,5 +168,84 @@ def wrapped_equals_native():
           max_difference(native_state.params, wrapped_state.params))
 
 
+def ssl_by_hand(targets="self"):
+    """ssl_mixup_step on all devices (MLP: no BatchNorm, no dropout, so every pass is a plain
+    function) equals a by-hand computation per shard: its own permutations (keys folded with
+    the shard index), targets from the step's starting weights (the same network, or the
+    teacher, which starts as a copy) held constant, the mean of the shard gradients, and for
+    the mean teacher its EMA update. Works with any device count."""
+    from mmix_jax.semi_supervised import SemiSupervisedSpec, draws
+    from mmix_jax.state import with_teacher
+
+    classes, local_l, local_u = 5, 4, 6
+    model = get_model("mlp", num_classes=classes, widths=(16, 16))
+    mesh = parallel.make_mesh()
+    devices = mesh.devices.size
+    data = np.random.default_rng(1)
+    labeled = {"image": data.normal(size=(local_l * devices, 3, 3, 2)).astype(np.float32),
+               "label": (np.arange(local_l * devices) % classes).astype(np.int32)}
+    unlabeled = {"image": data.normal(size=(local_u * devices, 3, 3, 2)).astype(np.float32)}
+    state = create_train_state(model, paper_sgd(step_schedule(0.1, [], 0.1)), jax.random.key(0),
+                               labeled["image"])
+    spec = SemiSupervisedSpec(num_classes=classes, rampup_steps=10, targets=targets,
+                              unsupervised_layers=(0, 1), unsupervised_weight_max=30.0)
+    if spec.uses_teacher:
+        state = with_teacher(state)
+    state = state.replace(step=jnp.asarray(4, jnp.int32))  # w = 30·exp(−5·0.36)
+    step = parallel.make_ssl_train_step(spec, mesh, donate=False)
+    rng = jax.random.key(5)
+    new_state, metrics = step(parallel.replicate(state, mesh),
+                              parallel.shard_batch({"labeled": labeled, "unlabeled": unlabeled},
+                                                   mesh), rng)
+
+    weight = 30.0 * np.exp(-5 * 0.6 ** 2)
+    grads, sup_losses, unsup_losses = [], [], []
+    for d in range(devices):
+        sup, unsup, _ = draws(rng, spec, local_l, local_u, shard_index=d)
+        x = labeled["image"][d * local_l:(d + 1) * local_l]
+        y = jax.nn.one_hot(labeled["label"][d * local_l:(d + 1) * local_l], classes)
+        u = unlabeled["image"][d * local_u:(d + 1) * local_u]
+        target_logits = model.apply({"params": state.params}, u, train=True)  # constant
+        mixed_target = unsup.lam * target_logits + (1 - unsup.lam) * target_logits[unsup.perm]
+
+        def loss_fn(params, x=x, y=y, u=u, sup=sup, unsup=unsup, mixed_target=mixed_target):
+            logits = model.apply({"params": params}, x, train=True, mix_layer=sup.layer,
+                                 perm=sup.perm, lam=sup.lam)
+            log_p = jax.nn.log_softmax(logits)
+            sup_loss = -(sup.lam * jnp.mean(jnp.sum(y * log_p, -1))
+                         + (1 - sup.lam) * jnp.mean(jnp.sum(y[sup.perm] * log_p, -1)))
+            out = model.apply({"params": params}, u, train=True, mix_layer=unsup.layer,
+                              perm=unsup.perm, lam=unsup.lam)
+            target = mixed_target
+            if targets == "mean_teacher":
+                out, target = jax.nn.softmax(out), jax.nn.softmax(target)
+            unsup_loss = jnp.mean((out - target) ** 2)
+            return sup_loss + weight * unsup_loss, (sup_loss, unsup_loss)
+
+        (_, (sup_loss, unsup_loss)), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grads.append(g), sup_losses.append(sup_loss), unsup_losses.append(unsup_loss)
+    mean = lambda trees: jax.tree.map(lambda *xs: sum(xs) / len(xs), *trees)  # noqa: E731
+    updates, _ = state.tx.update(mean(grads), state.opt_state, state.params)
+    expected = jax.tree.map(lambda p, u: p + u, state.params, updates)
+    np.testing.assert_allclose(metrics["unsupervised_weight"], weight, rtol=1e-6)
+    np.testing.assert_allclose(metrics["supervised_loss"], np.mean(sup_losses), rtol=1e-5)
+    np.testing.assert_allclose(metrics["unsupervised_loss"], np.mean(unsup_losses), rtol=1e-5)
+    update_size = max_difference(expected, state.params)
+    assert update_size > 1e-3, update_size
+    assert max_difference(new_state.params, expected) < 1e-6, max_difference(new_state.params,
+                                                                              expected)
+    if spec.uses_teacher:  # step 4 → 5: decay min(1 − 1/6, 0.999)
+        decay = 1 - 1 / 6
+        teacher = jax.tree.map(lambda t, p: decay * t + (1 - decay) * p, state.params, expected)
+        assert max_difference(new_state.teacher["params"], teacher) < 1e-6
+    print("devices", devices, "targets", targets, "params max diff",
+          max_difference(new_state.params, expected), "update size", update_size)
+
+
+def ssl_by_hand_both():
+    for targets in ("self", "mean_teacher"):
+        ssl_by_hand(targets)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*sys.argv[2:])

@@ -26,6 +26,11 @@ def test_eight_device_mixup_step_equals_by_hand_per_shard_computation():
     assert "devices 8" in sharded_check("mixing_by_hand")
 
 
+def test_eight_device_semi_supervised_step_equals_by_hand_per_shard_computation():
+    out = sharded_check("ssl_by_hand_both")
+    assert "devices 8 targets self" in out and "devices 8 targets mean_teacher" in out
+
+
 def test_checkpoint_written_on_eight_devices_restores_on_two(tmp_path):
     assert "saved on 8 devices" in sharded_check("save_for_restore", tmp_path, devices=8)
     assert "restored on 2 devices" in sharded_check("restore_elsewhere", tmp_path, devices=2)

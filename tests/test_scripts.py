@@ -59,14 +59,33 @@ def test_reproduce_study_writes_one_row_per_run_and_tables_mean_and_range(tmp_pa
                        fgsm_space="normalized", best_test_error_percent=error - 1)
         (run / "summary.json").write_text(json.dumps(summary))
         (run / "wall.json").write_text(json.dumps({"wall_s": 7.0 + seed}))
+    ict = tmp_path / "runs" / "ict_s0"  # a semi-supervised run: no config.mix
+    make_run(ict, [], 0.0, 9.0, 0.3)
+    config = json.loads((ict / "config.json").read_text())
+    del config["mix"]
+    config.update(seed=0, num_classes=10, optimizer={"milestones": [1]},
+                  data={"name": "cifar10", "labels_per_class": 400},
+                  semi_supervised={"targets": "mean_teacher", "supervised_alpha": 1.0,
+                                   "supervised_layers": [0], "unsupervised_alpha": 1.0,
+                                   "unsupervised_layers": [0], "unsupervised_weight_max": 100.0,
+                                   "rampup_epochs": 250.0, "ema_decay": 0.999})
+    (ict / "config.json").write_text(json.dumps(config))
+    summary = json.loads((ict / "summary.json").read_text())
+    summary.update(train_accuracy=0.9, train_s=5.0, train_examples=4000)
+    (ict / "summary.json").write_text(json.dumps(summary))
     result = subprocess.run([sys.executable, "scripts/reproduce.py", "--study", "toy", "--read",
                              str(tmp_path / "runs"), "--docs", str(tmp_path / "docs"),
                              "--device", "cpu"], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
     rows = json.loads((tmp_path / "docs" / "results" / "toy.json").read_text())
+    ict_row = rows.pop()
     assert [(r["seed"], r["test_error_percent"], r["train_size"], r["wall_seconds"])
             for r in rows] == [(0, 10.0, 1000, 7.0), (1, 12.0, 1000, 8.0)]
+    assert "semi_supervised" not in rows[0]
+    assert (ict_row["method"], ict_row["semi_supervised"], ict_row["labels_per_class"],
+            ict_row["unsupervised_weight_max"], ict_row["alpha"], ict_row["train_size"]) == (
+        "ICT", True, 400, 100.0, 1.0, 4000)
     assert rows[0]["method"] == "Manifold Mixup" and rows[0]["device"] == "cpu"
     line = next(l for l in result.stdout.splitlines() if "Manifold Mixup" in l)
     assert "| 11.00 (10.00–12.00) | 10.00 (9.00–11.00) |" in line  # final, best

@@ -1,0 +1,324 @@
+"""Semi-supervised Manifold Mixup and ICT: the step against simpler formulations, the ramp-up,
+the mean teacher, the data streams and splits, the configs, and a killed run resumed exactly."""
+
+import functools
+import importlib
+import json
+import pathlib
+import signal
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cli_runs import ROOT, assert_bit_identical, checkpoint_steps, final_params
+from mmix_jax.configuration import ConfigError, run_spec, run_specs
+from mmix_jax.data import DataSpec, SemiSupervisedBatches, load_dataset
+from mmix_jax.data.pipeline import ArrayDataset
+from mmix_jax.data.zca import fit_zca
+from mmix_jax.errors import DataError
+from mmix_jax.losses import soft_ce_loss
+from mmix_jax.mixup import MixSpec
+from mmix_jax.models import get_model
+from mmix_jax.optim import paper_sgd, step_schedule
+from mmix_jax.semi_supervised import (SemiSupervisedSpec, consistency_loss, ssl_mixup_step,
+                                      teacher_decay, unsupervised_weight)
+from mmix_jax.state import create_train_state, with_teacher
+from mmix_jax.step import mixup_step
+
+sys.path.insert(0, str(ROOT / "configs"))
+import sharded_checks  # noqa: E402
+
+CLASSES = 4
+
+
+def small_wrn_state(teacher=False):
+    """The authors' semi-supervised block (BN, LeakyReLU, dropout after conv1) at toy size."""
+    model = get_model("wrn", depth=10, widen_factor=1, num_classes=CLASSES, style="authors",
+                      activation="leaky_relu", dropout_rate=0.3)
+    data = np.random.default_rng(0)
+    labeled = {"image": jnp.asarray(data.normal(size=(8, 8, 8, 3)), jnp.float32),
+               "label": jnp.arange(8, dtype=jnp.int32) % CLASSES}
+    unlabeled = {"image": jnp.asarray(data.normal(size=(6, 8, 8, 3)), jnp.float32)}
+    tx = paper_sgd(step_schedule(0.1, [], 0.1), momentum=0.9, weight_decay=5e-4)
+    state = create_train_state(model, tx, jax.random.key(1), labeled["image"])
+    return (with_teacher(state) if teacher else state), labeled, unlabeled
+
+
+def assert_trees_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_zero_weight_update_equals_supervised_mixup_step_with_cross_entropy():
+    state, labeled, unlabeled = small_wrn_state()
+    spec = SemiSupervisedSpec(num_classes=CLASSES, rampup_steps=0, unsupervised_weight_max=0.0)
+    rng = jax.random.key(3)
+    ssl_state, ssl_metrics = jax.jit(functools.partial(ssl_mixup_step, config=spec))(
+        state, labeled, unlabeled, rng)
+    supervised = MixSpec(num_classes=CLASSES, alpha=0.1, mix_layers=(0, 1, 2), loss="soft_ce")
+    sup_state, sup_metrics = jax.jit(functools.partial(mixup_step, config=supervised))(
+        state, labeled, jax.random.split(rng)[0])
+    assert_trees_equal((ssl_state.params, ssl_state.batch_stats, ssl_state.opt_state),
+                       (sup_state.params, sup_state.batch_stats, sup_state.opt_state))
+    np.testing.assert_array_equal(ssl_metrics["supervised_loss"], sup_metrics["loss"])
+    assert float(ssl_metrics["unsupervised_loss"]) == 0.0
+    moved = max(float(jnp.abs(a - b).max()) for a, b in
+                zip(jax.tree.leaves(ssl_state.params), jax.tree.leaves(state.params)))
+    assert moved > 1e-3
+
+
+def test_cross_entropy_on_mixed_one_hot_is_the_lambda_weighted_sum():
+    logits = jax.random.normal(jax.random.key(0), (5, CLASSES)) * 3
+    y_a, y_b = jnp.array([0, 1, 2, 3, 0]), jnp.array([3, 3, 1, 0, 0])
+    lam = 0.3
+    one_hot = functools.partial(jax.nn.one_hot, num_classes=CLASSES)
+    ce = lambda y: -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))  # noqa: E731
+    np.testing.assert_allclose(soft_ce_loss(logits, lam * one_hot(y_a) + (1 - lam) * one_hot(y_b)),
+                               lam * ce(y_a) + (1 - lam) * ce(y_b), rtol=1e-6)
+
+
+def test_ramp_up_at_0_20_40_and_60_percent_of_training_inside_one_compiled_step():
+    total, w_max = 1000, 2.0  # the authors ramp over the first 40 % of the updates
+    spec = SemiSupervisedSpec(num_classes=CLASSES, rampup_steps=400, unsupervised_weight_max=w_max,
+                              unsupervised_layers=(0,))
+    expected = {0: w_max * np.exp(-5.0), 200: w_max * np.exp(-5 * 0.5 ** 2), 400: w_max,
+                600: w_max}
+    for step, value in expected.items():
+        np.testing.assert_allclose(unsupervised_weight(step, spec), value, rtol=1e-6)
+    state, labeled, unlabeled = sharded_checks_mlp_state()
+    step_fn = jax.jit(functools.partial(ssl_mixup_step, config=spec))
+    for step, value in expected.items():
+        _, metrics = step_fn(state.replace(step=jnp.asarray(step, jnp.int32)), labeled,
+                             unlabeled, jax.random.key(step))
+        np.testing.assert_allclose(metrics["unsupervised_weight"], value, rtol=1e-6)
+    assert step_fn._cache_size() == 1
+    assert 0.4 * total == spec.rampup_steps
+
+
+def sharded_checks_mlp_state():
+    model = get_model("mlp", num_classes=CLASSES, widths=(8, 8))
+    images = jnp.ones((4, 2, 2, 1))
+    state = create_train_state(model, optax.sgd(0.1), jax.random.key(0), images)
+    return state, {"image": images, "label": jnp.arange(4) % CLASSES}, {"image": images + 1}
+
+
+@pytest.mark.parametrize("targets", ["self", "mean_teacher"])
+def test_step_equals_by_hand_gradients_with_constant_targets(targets):
+    """The whole update by hand (sharded_checks.ssl_by_hand, here on one device): targets held
+    constant, so no gradient flows through them; for ICT also the teacher's EMA."""
+    sharded_checks.ssl_by_hand(targets)
+
+
+def test_mean_teacher_is_the_ema_of_the_weights_with_ict_warm_up():
+    assert float(teacher_decay(1, 0.999)) == 0.5
+    np.testing.assert_allclose(teacher_decay(2, 0.999), 2 / 3, rtol=1e-6)
+    np.testing.assert_allclose(teacher_decay(10 ** 6, 0.999), 0.999, rtol=1e-6)
+    state, labeled, unlabeled = small_wrn_state(teacher=True)
+    spec = SemiSupervisedSpec(num_classes=CLASSES, rampup_steps=0, targets="mean_teacher",
+                              unsupervised_layers=(0,))
+    step = jax.jit(functools.partial(ssl_mixup_step, config=spec))
+    first, _ = step(state, labeled, unlabeled, jax.random.key(0))
+    second, _ = step(first, labeled, unlabeled, jax.random.key(1))
+    by_hand = jax.tree.map(lambda t, p1, p2: (2 / 3) * (0.5 * t + 0.5 * p1) + (1 / 3) * p2,
+                           state.params, first.params, second.params)
+    for a, b in zip(jax.tree.leaves(second.teacher["params"]), jax.tree.leaves(by_hand)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    # The teacher keeps its own BatchNorm statistics, from its own (train-mode) passes.
+    assert not np.allclose(jax.tree.leaves(second.teacher["batch_stats"])[0],
+                           jax.tree.leaves(state.teacher["batch_stats"])[0])
+    with pytest.raises(ValueError, match="need a teacher"):
+        step(state.replace(teacher=None), labeled, unlabeled, jax.random.key(0))
+
+
+def test_ict_consistency_is_the_mse_of_softmaxes_and_self_the_mse_of_logits():
+    logits, targets = jnp.array([[0.0, np.log(3.0)]]), jnp.array([[0.0, 0.0]])
+    # softmax: (1/4, 3/4) against (1/2, 1/2): squared differences 1/16 each, mean 1/16.
+    np.testing.assert_allclose(consistency_loss(logits, targets, "mean_teacher"), 1 / 16, rtol=1e-6)
+    np.testing.assert_allclose(consistency_loss(logits, targets, "self"), np.log(3.0) ** 2 / 2, rtol=1e-6)
+
+
+def test_spec_refuses_impossible_settings():
+    with pytest.raises(ValueError, match="targets"):
+        SemiSupervisedSpec(num_classes=10, rampup_steps=0, targets="teacher")
+    with pytest.raises(ValueError, match="unlabelled term needs mix points"):
+        SemiSupervisedSpec(num_classes=10, rampup_steps=0, unsupervised_layers=())
+    assert hash(SemiSupervisedSpec(num_classes=10, rampup_steps=5)) == hash(
+        SemiSupervisedSpec(num_classes=10, rampup_steps=5))
+
+
+def write_tiny_npz(path, per_class=40):
+    data = np.random.default_rng(0)
+    labels = np.repeat(np.arange(CLASSES), per_class).astype(np.int32)
+    base = np.linspace(40, 200, CLASSES)[labels][:, None, None, None]
+    images = np.clip(base + data.normal(0, 30, (labels.size, 8, 8, 1)), 0, 255).astype(np.uint8)
+    np.savez(path, image=images, label=labels)
+    return path
+
+
+def tiny_spec(path, **changes):
+    keys = dict(name="npz", path=str(path), test_per_class=10, validation_per_class=5,
+                labels_per_class=5, unlabeled=True)
+    return DataSpec(**{**keys, **changes})
+
+
+def test_unlabelled_pool_is_every_training_image_outside_validation(tmp_path):
+    splits = load_dataset(tiny_spec(write_tiny_npz(tmp_path / "d.npz")), seed=0,
+                          num_classes=CLASSES)
+    assert len(splits.test) == 40 and len(splits.validation) == 20
+    assert len(splits.unlabeled) == 160 - 40 - 20 and len(splits.train) == 20
+    assert np.bincount(splits.train.labels).tolist() == [5] * CLASSES
+    pool = {img.tobytes() for img in splits.unlabeled.images}
+    assert all(img.tobytes() in pool for img in splits.train.images)  # labelled ones included
+    assert not pool & {img.tobytes() for img in splits.validation.images}
+
+
+@pytest.mark.parametrize("changes, key", [
+    (dict(labels_per_class=26), "config.data.labels_per_class = 26, but class 0 has only 25"),
+    (dict(validation_per_class=31), "config.data.validation_per_class = 31, but class 0 has only 30"),
+])
+def test_impossible_splits_are_refused_naming_the_key(tmp_path, changes, key):
+    path = write_tiny_npz(tmp_path / "d.npz")
+    with pytest.raises(DataError, match=key):
+        load_dataset(tiny_spec(path, **changes), seed=0, num_classes=CLASSES)
+
+
+def test_streams_are_functions_of_seed_and_step_and_independent():
+    labeled = ArrayDataset(np.arange(20).reshape(20, 1, 1, 1).astype(np.uint8),
+                           np.arange(20, dtype=np.int32) % 4)
+    unlabeled = ArrayDataset(np.arange(100).reshape(100, 1, 1, 1).astype(np.uint8),
+                             np.zeros(100, np.int32))
+    batches = SemiSupervisedBatches(labeled, unlabeled, 10, 10, seed=3)
+    again = SemiSupervisedBatches(labeled, unlabeled, 10, 10, seed=3)
+    assert batches.steps_per_epoch == 10  # an epoch is one pass over the unlabelled pool
+    for step in (0, 7, 25, 3):  # random access: resuming at any step sees the same batches
+        jax.tree.map(np.testing.assert_array_equal, batches[step], again[step])
+    seen = np.concatenate([batches[s]["labeled"]["image"].ravel() for s in range(2)])
+    assert sorted(seen.tolist()) == list(range(20))  # the labelled set cycles every 2 steps
+    other = SemiSupervisedBatches(labeled, unlabeled, 10, 10, seed=4)
+    assert not np.array_equal(other[0]["unlabeled"]["image"], batches[0]["unlabeled"]["image"])
+
+
+def test_zca_whitens_the_training_images():
+    data = np.random.default_rng(0)
+    mixing = data.normal(size=(12, 12))
+    images = np.clip(128 + 20 * (data.normal(size=(3000, 12)) @ mixing) / 4, 0, 255)
+    images = images.astype(np.uint8).reshape(3000, 2, 2, 3)
+    mean, std = (0.5, 0.5, 0.5), (0.2, 0.2, 0.2)
+    zca = fit_zca(images, mean, std)
+    np.testing.assert_allclose(zca.components, zca.components.T, atol=1e-5)
+    from mmix_jax.data.augment import normalize
+    white = np.asarray(zca(normalize(images, mean, std))).reshape(3000, -1)
+    np.testing.assert_allclose(np.cov(white.T, bias=True), np.eye(12), atol=1e-3)
+
+
+def test_authors_wrn28_2_parameter_count_from_their_layer_list():
+    def block(c_in, c_out, shortcut):
+        return (2 * c_in + 9 * c_in * c_out + c_out + 2 * c_out + 9 * c_out * c_out + c_out
+                + (c_in * c_out + c_out if shortcut else 0))
+
+    widths, count = [16, 32, 64, 128], 9 * 3 * 16 + 16
+    for stage in range(3):
+        for j in range(4):
+            c_in = widths[stage] if j == 0 else widths[stage + 1]
+            count += block(c_in, widths[stage + 1], j == 0)
+    count += 2 * 128 + 128 * 10 + 10
+    model = get_model("wrn28_2_ssl", num_classes=10)
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
+                                                  train=False))
+    assert sum(x.size for x in jax.tree.leaves(variables["params"])) == count == 1_469_642
+
+
+@pytest.mark.parametrize("name", ["ssl_fashion_mnist", "ssl_cifar10", "ssl_svhn"])
+def test_semi_supervised_configs_are_valid_with_the_stated_protocol(name):
+    module = importlib.import_module(name)
+    for method in module.METHODS:
+        spec = run_spec(module.get_config(method))
+        ssl = spec.semi_supervised
+        assert spec.data.unlabeled and spec.data.validation_per_class > 0
+        steps_per_epoch = 550
+        total = spec.num_epochs * steps_per_epoch
+        expected = module.METHODS[method]["rampup_fraction"] * total
+        assert ssl.step_spec(steps_per_epoch).rampup_steps == round(expected)
+        assert (ssl.spec.unsupervised_weight_max == 0) == (method == "supervised")
+    assert len(run_specs(module.get_config(""))) == 3
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("data.labels_per_class", 0, "config.data.labels_per_class = 0 is invalid"),
+    ("semi_supervised.targets", "teacher", "config.semi_supervised.targets = 'teacher'"),
+    ("semi_supervised.unsupervised_layers", (0, 9), "config.semi_supervised.unsupervised_layers"),
+    ("semi_supervised.rampup_epochs", 1000.0, "must be at most num_epochs"),
+    ("semi_supervised.ema_decay", 1.0, "config.semi_supervised.ema_decay = 1.0"),
+])
+def test_config_errors_name_the_key(key, value, message):
+    config = importlib.import_module("ssl_fashion_mnist").get_config("ict")
+    section, name = key.split(".")
+    config[section][name] = value
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run_spec(config)
+
+
+def test_sigkill_then_resume_is_bit_identical_teacher_included(tmp_path):
+    import subprocess
+
+    from cli_runs import environment
+
+    data = write_tiny_npz(tmp_path / "tiny.npz")
+
+    def cli(workdir):
+        return [sys.executable, "-m", "mmix_jax.main", "--config=tests/ssl_tiny_config.py:ict",
+                f"--config.data.path={data}", f"--workdir={workdir}"]
+
+    def teacher_params(run_dir):
+        import orbax.checkpoint as ocp
+        step = checkpoint_steps(run_dir)[-1]
+        restored = ocp.StandardCheckpointer().restore(
+            pathlib.Path(run_dir).absolute() / "checkpoints" / str(step) / "state")
+        return {jax.tree_util.keystr(k): np.asarray(v) for k, v in
+                jax.tree_util.tree_flatten_with_path(restored["teacher"]["params"])[0]}
+
+    reference = subprocess.run(cli(tmp_path / "ref"), cwd=ROOT, capture_output=True, text=True,
+                               timeout=300, env=environment())
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    process = subprocess.Popen(cli(tmp_path / "killed"), cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, env=environment())
+    from test_faults import wait_for_checkpoint
+    wait_for_checkpoint(process, tmp_path / "killed", 200)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    resumed = subprocess.run(cli(tmp_path / "killed"), cwd=ROOT, capture_output=True, text=True,
+                             timeout=300, env=environment())
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert 200 <= summary["resumed_from_step"] < 600, summary
+    for run_dir in (tmp_path / "ref", tmp_path / "killed"):
+        assert final_params(run_dir)[0] == 600
+    assert_bit_identical(final_params(tmp_path / "killed")[1], final_params(tmp_path / "ref")[1])
+    assert_bit_identical(teacher_params(tmp_path / "killed"), teacher_params(tmp_path / "ref"))
+    reference_summary = json.loads((tmp_path / "ref" / "summary.json").read_text())
+    assert summary["val_selected_test_error_percent"] == \
+        reference_summary["val_selected_test_error_percent"]
+    assert reference_summary["test_error_percent"] < 50  # 4 classes: chance is 75 % error
+
+
+def test_semi_supervised_run_on_eight_devices(tmp_path):
+    import subprocess
+
+    from cli_runs import environment
+
+    data = write_tiny_npz(tmp_path / "tiny.npz")
+    result = subprocess.run(
+        [sys.executable, "-m", "mmix_jax.main", "--config=tests/ssl_tiny_config.py:manifold",
+         f"--config.data.path={data}", f"--workdir={tmp_path / 'run'}", "--cpu_devices=8",
+         "--config.batch_size=8", "--config.semi_supervised.unlabeled_batch_size=8",
+         "--config.eval_batch_size=16", "--config.num_epochs=10",
+         "--config.semi_supervised.rampup_epochs=4"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=environment())
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["devices"] == 8 and summary["steps"] == 10 * (100 // 8)
+    assert summary["train_examples"] == 20 and summary["val_selected_test_error_percent"] < 75
