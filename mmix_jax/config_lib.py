@@ -76,6 +76,55 @@ def add_methods(config: ml_collections.ConfigDict, method: str | None,
                                                                             layers=layers)))
 
 
+def semi_supervised_methods(*, weight_max: float, ict_alpha: float,
+                            ict_weight_max: float = 100.0) -> dict[str, dict[str, Any]]:
+    """The three semi-supervised methods with the authors' fixed settings; the numbers that
+    differ between data sets are the arguments.
+
+    - "supervised": the labelled term alone (w_max = 0): Manifold Mixup α = 0.1 at {0, 1, 2}
+      with cross-entropy, the baseline.
+    - "manifold" (the paper's semi-supervised code): the same labelled term; unlabelled targets
+      from the same network, α = 2 at {0, 1, 2}, w_max = `weight_max`, ramped up over the first
+      40 % of the updates.
+    - "ict" (ICT's README): input mixing with α = `ict_alpha` in both terms, mean-teacher
+      targets (EMA 0.999), softmax-MSE weighted up to `ict_weight_max` over the first 25 %.
+    """
+    manifold = dict(targets="self", supervised_alpha=0.1, supervised_layers=(0, 1, 2),
+                    unsupervised_alpha=2.0, unsupervised_layers=(0, 1, 2),
+                    unsupervised_weight_max=weight_max, rampup_fraction=0.4)
+    return {
+        "supervised": dict(manifold, unsupervised_weight_max=0.0),
+        "manifold": manifold,
+        "ict": dict(targets="mean_teacher", supervised_alpha=ict_alpha, supervised_layers=(0,),
+                    unsupervised_alpha=ict_alpha, unsupervised_layers=(0,),
+                    unsupervised_weight_max=ict_weight_max, rampup_fraction=0.25,
+                    ema_decay=0.999),
+    }
+
+
+def semi_supervised_config(arg: str, *, data: Mapping[str, Any], model: Mapping[str, Any],
+                           epochs: int, milestones: Sequence[int],
+                           methods: Mapping[str, Mapping[str, Any]], num_classes: int = 10,
+                           evaluations: int = 20, weight_decay: float = 5e-4
+                           ) -> ml_collections.ConfigDict:
+    """A semi-supervised config from its numbers: `arg` = [METHOD][,epochs=N] (no METHOD: all
+    as variants; epochs=N keeps milestones and ramp-up at the same fractions); the authors'
+    SGD with `weight_decay`, 100 labelled + 100 unlabelled images per update, about
+    `evaluations` checkpoints per run and the test error of the best validation accuracy."""
+    picked, options = parse_arg(arg, {"method": methods})
+    run_epochs = int(options.get("epochs", epochs))
+    config = base(num_classes=num_classes, num_epochs=run_epochs, batch_size=100)
+    config.data = ml_collections.ConfigDict(dict(
+        dict(data_dir="", manual_dir="", path="", test_per_class=0, zca=False), **data))
+    config.model = ml_collections.ConfigDict(dict(dict(dtype="float32", init="torch"), **model))
+    config.optimizer = sgd(scaled_milestones(milestones, epochs, run_epochs))
+    config.optimizer.weight_decay = weight_decay
+    config.checkpoint.every_epochs = max(1, run_epochs // evaluations)
+    config.checkpoint.best_metric = "val_accuracy"
+    add_semi_supervised_methods(config, picked.get("method"), methods)
+    return config
+
+
 def semi_supervised_section(method: Mapping[str, Any], epochs: int) -> ml_collections.ConfigDict:
     """config.semi_supervised for one method of a semi-supervised table: its entries, with the
     ramp-up given as a fraction of the run ("rampup_fraction") turned into epochs."""
@@ -101,4 +150,5 @@ def add_semi_supervised_methods(config: ml_collections.ConfigDict, method: str |
 
 
 __all__ = ["add_methods", "add_semi_supervised_methods", "base", "parse_arg",
-           "scaled_milestones", "semi_supervised_section", "sgd"]
+           "scaled_milestones", "semi_supervised_config", "semi_supervised_methods",
+           "semi_supervised_section", "sgd"]
