@@ -34,3 +34,26 @@ def test_bring_your_own_model_examples_run_linen_then_nnx():
     assert result.returncode == 0, result.stderr[-3000:]
     loss, layer = map(float, result.stdout.split()[-2:])
     assert loss > 0 and layer in (0.0, 1.0)
+
+
+def test_semi_supervised_command_names_a_valid_config_and_keys():
+    from ml_collections import config_flags  # noqa: F401  (the CLI's loader)
+    import importlib.util
+
+    from mmix_jax.configuration import run_specs
+
+    line = next(l for l in README.read_text().splitlines()
+                if l.startswith("mmix-train --config=configs/ssl_"))
+    flags = dict(token.split("=", 1) for token in line.split()[1:])
+    path, arg = flags.pop("--config").split(":")
+    spec = importlib.util.spec_from_file_location("readme_config", README.parent / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(arg)
+    for key, value in flags.items():
+        if key.startswith("--config."):
+            section, name = key[len("--config."):].split(".")
+            assert name in config[section]
+            config[section][name] = value
+    [(name, run)] = run_specs(config)
+    assert run.semi_supervised is not None and run.semi_supervised.spec.uses_unlabeled
