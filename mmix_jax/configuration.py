@@ -277,7 +277,8 @@ def run_spec(config: ml_collections.ConfigDict) -> RunSpec:
         semi_supervised=semi_supervised,
         seed=int(config.seed), num_classes=int(num_classes), data=data, model=model,
         mix=(mix_spec(config, model.build(num_classes)) if semi_supervised is None
-             else semi_supervised.spec.supervised_mix_spec), optimizer=optimizer_spec(config.optimizer),
+             else semi_supervised.spec.supervised_mix_spec),
+        optimizer=optimizer_spec(config.optimizer),
         checkpoint=checkpoint_spec(config, data.validation_per_class > 0),
         eval=eval_settings(config),
         tensorboard=bool(config.get("tensorboard", True)),

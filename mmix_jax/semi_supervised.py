@@ -74,7 +74,8 @@ class SemiSupervisedSpec:
             raise ValueError(f"SemiSupervisedSpec.targets = {self.targets!r}: choose one of "
                              f"{TARGET_KINDS}.")
         if self.rampup_steps < 0:
-            raise ValueError(f"SemiSupervisedSpec.rampup_steps = {self.rampup_steps}: must be >= 0.")
+            raise ValueError(
+                f"SemiSupervisedSpec.rampup_steps = {self.rampup_steps}: must be >= 0.")
         if not self.unsupervised_weight_max >= 0:
             raise ValueError("SemiSupervisedSpec.unsupervised_weight_max = "
                              f"{self.unsupervised_weight_max}: must be >= 0.")

@@ -3,8 +3,9 @@
 `train_and_evaluate(spec, workdir, splits)` resumes from workdir/checkpoints, trains, evaluates
 the test split (error, NLL, ECE, FGSM, spectrum) and, with a validation split, the checkpoint
 chosen on it. Semi-supervised runs (`spec.semi_supervised`) take a labelled and an unlabelled
-stream and `ssl_mixup_step`; with ICT's mean teacher the teacher is what is evaluated. Progress goes through clu (`ReportProgress`: steps/s and ETA; `Profile` for traces
-with `config.profile_dir`) and one readable line of training metrics per `log_every_steps`.
+stream and `ssl_mixup_step`; with ICT's mean teacher the teacher is what is evaluated. Progress
+goes through clu (`ReportProgress`: steps/s and ETA; `Profile` for traces with
+`config.profile_dir`) and one readable line of training metrics per `log_every_steps`.
 """
 
 from __future__ import annotations

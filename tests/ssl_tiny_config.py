@@ -15,7 +15,7 @@ def get_config(arg: str = "ict") -> ml_collections.ConfigDict:
                                                   init="torch"))
     config.batch_size = 10
     config.semi_supervised.unlabeled_batch_size = 10
-    if arg == "ict":  # 100 (ICT's CIFAR-10 value) collapses this BatchNorm-free MLP to uniform outputs
+    if arg == "ict":  # ICT's 100 collapses this BatchNorm-free MLP to uniform outputs
         config.semi_supervised.unsupervised_weight_max = 10.0
     config.semi_supervised.supervised_layers = (0, 1)
     config.semi_supervised.unsupervised_layers = (0,) if arg == "ict" else (0, 1)

@@ -322,3 +322,16 @@ def test_semi_supervised_run_on_eight_devices(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["devices"] == 8 and summary["steps"] == 10 * (100 // 8)
     assert summary["train_examples"] == 20 and summary["val_selected_test_error_percent"] < 75
+
+
+def test_each_process_takes_its_share_of_both_streams(monkeypatch):
+    from mmix_jax import parallel
+
+    batch = {"labeled": {"image": np.arange(8), "label": np.arange(8) + 100},
+             "unlabeled": {"image": np.arange(12) + 200}}
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    share = parallel.process_share(batch)
+    assert share["labeled"]["image"].tolist() == [4, 5, 6, 7]
+    assert share["labeled"]["label"].tolist() == [104, 105, 106, 107]
+    assert share["unlabeled"]["image"].tolist() == list(range(206, 212))

@@ -187,7 +187,7 @@ def train_preprocess(spec: DataSpec, splits: Splits
     return preprocess
 
 
-__all__ = ["ArrayDataset", "DATASET_NAMES", "ZCA", "DataSpec", "IMAGE_SOURCES", "NORMALIZATIONS", "NPZ", "SemiSupervisedBatches", "Splits",
-           "TrainBatches",
+__all__ = ["ArrayDataset", "DATASET_NAMES", "DataSpec", "IMAGE_SOURCES", "NORMALIZATIONS", "NPZ",
+           "SemiSupervisedBatches", "Splits", "TrainBatches", "ZCA",
            "eval_batches", "eval_preprocess", "load_dataset", "off_data_grid",
            "train_preprocess", "two_spirals"]

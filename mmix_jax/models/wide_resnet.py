@@ -73,7 +73,8 @@ class WideHead(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = ACTIVATIONS[self.activation](batch_norm(train, self.dtype, self.bn_axis, self.bn_momentum)(x))
+        x = batch_norm(train, self.dtype, self.bn_axis, self.bn_momentum)(x)
+        x = ACTIVATIONS[self.activation](x)
         return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32)(
             jnp.mean(x, axis=(1, 2)))
 
@@ -115,7 +116,8 @@ class WideResNet(MixableModel):
         self.groups = [Stage(block, blocks, 16 * 2**i * self.widen_factor, 1 if i == 0 else 2,
                              self.dtype, self.bn_axis) for i in range(3)]
         self.head = WideHead(self.num_classes, self.dtype, self.bn_axis,
-                             bn_momentum=0.1 if authors else 0.9, activation=self.activation)
+                             bn_momentum=0.1 if authors else 0.9,
+                             activation=self.activation)
 
     def segment(self, index: int, h: jax.Array, train: bool) -> jax.Array:
         if index == 0:
