@@ -98,13 +98,17 @@ class Checkpoints:
 
     def _open(self) -> ocp.CheckpointManager:
         policies: list[Any] = [checkpoint_managers.LatestN(self.settings.keep)]
+        best: dict[str, Any] = {}
         if self.settings.best_metric:
             metric = self.settings.best_metric
             policies.append(checkpoint_managers.BestN(
                 get_metric_fn=lambda metrics: metrics[metric], n=1,
                 reverse=self.settings.best_mode == "min", keep_checkpoints_without_metrics=False))
+            # The preservation policy only keeps the best checkpoint; `best_step()` ranks by
+            # best_fn and, without it, silently returns the latest step.
+            best = dict(best_fn=lambda metrics: metrics[metric], best_mode=self.settings.best_mode)
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+            **best, preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
             enable_async_checkpointing=self.settings.async_save, cleanup_tmp_directories=True,
             create=True)
         return ocp.CheckpointManager(self.directory, options=options,

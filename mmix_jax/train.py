@@ -32,8 +32,8 @@ from mmix_jax.errors import ConfigError, WorkdirError
 from mmix_jax.evaluate import InputSpace, evaluate_dataset, full_evaluation
 from mmix_jax.optim import make_optimizer
 from mmix_jax.state import TrainState, create_train_state, with_teacher
-from mmix_jax.summaries import (EVALUATION_FILE, VAL_SELECTED_FILE, History, summary_scalars,
-                                write_json_atomically)
+from mmix_jax.summaries import (EVALUATION_FILE, SUMMARY_FILE, VAL_SELECTED_FILE, History,
+                                summary_scalars, write_json_atomically)
 
 
 Batches = Union[TrainBatches, SemiSupervisedBatches]
@@ -208,8 +208,7 @@ def train_and_evaluate(spec: RunSpec, workdir: pathlib.Path, splits: Splits) -> 
         "evaluations": len(history.entries),
     }
     if val_selected is not None:
-        summary.update({f"val_selected_{k}": v for k, v in summary_scalars(val_selected).items()})
-        summary["val_selected_epoch"] = val_selected["step"] / batches.steps_per_epoch
+        summary.update(val_selected_scalars(val_selected, batches.steps_per_epoch))
     writer.write_scalars(total_steps, {f"final/{k}": v for k, v in summary.items()
                                        if isinstance(v, (int, float))})
     writer.flush()
@@ -227,6 +226,13 @@ def evaluate_test_split(spec: RunSpec, state: TrainState, splits: Splits,
     if jax.process_index() == 0:
         write_json_atomically(workdir / filename, results)
     return results
+
+
+def val_selected_scalars(results: dict[str, Any], steps_per_epoch: int) -> dict[str, Any]:
+    """summary.json's val_selected_* entries from the evaluation of the chosen checkpoint."""
+    scalars = {f"val_selected_{k}": v for k, v in summary_scalars(results).items()}
+    scalars["val_selected_epoch"] = results["step"] / steps_per_epoch
+    return scalars
 
 
 def restore_newest(spec: RunSpec, workdir: pathlib.Path, splits: Splits,
@@ -247,11 +253,41 @@ def restore_newest(spec: RunSpec, workdir: pathlib.Path, splits: Splits,
 
 
 def evaluate_checkpoint(spec: RunSpec, workdir: pathlib.Path, splits: Splits) -> dict[str, Any]:
-    """Restores the newest checkpoint in `workdir` and runs the full test evaluation."""
+    """Restores the newest checkpoint in `workdir` and runs the full test evaluation; with a
+    validation split also the checkpoint chosen on it (evaluation_val_selected.json, and the
+    val_selected_* entries of an existing summary.json are rewritten)."""
     mesh = mesh_for(spec)
     results = evaluate_test_split(spec, restore_newest(spec, workdir, splits, mesh), splits,
                                   mesh, workdir)
     logging.info("evaluated %s at step %d: %s", workdir, results["step"],
+                 json.dumps(summary_scalars(results), sort_keys=True))
+    if splits.validation is not None:
+        evaluate_val_selected(spec, workdir, splits, mesh)
+    return results
+
+
+def evaluate_val_selected(spec: RunSpec, workdir: pathlib.Path, splits: Splits,
+                          mesh: jax.sharding.Mesh) -> dict[str, Any]:
+    """Evaluates the kept checkpoint with the best validation metric and records it."""
+    batches = train_batches(spec, splits)
+    state, _ = initial_state(spec, batches, jax.random.key(spec.seed))  # the restore target
+    checkpoints = Checkpoints(workdir, spec.checkpoint.settings(batches.steps_per_epoch))
+    try:
+        best_step = checkpoints.best_step()
+        if best_step is None:
+            raise WorkdirError(f"{workdir / 'checkpoints'} holds no checkpoint with validation "
+                               "metrics to choose from.")
+        state = checkpoints.restore_step(best_step, abstract_like(state,
+                                                                  parallel.replicated(mesh)))
+    finally:
+        checkpoints.close()
+    results = evaluate_test_split(spec, state, splits, mesh, workdir, VAL_SELECTED_FILE)
+    summary_path = workdir / SUMMARY_FILE
+    if jax.process_index() == 0 and summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        summary.update(val_selected_scalars(results, batches.steps_per_epoch))
+        write_json_atomically(summary_path, summary)
+    logging.info("validation chose step %d of %s: %s", best_step, workdir,
                  json.dumps(summary_scalars(results), sort_keys=True))
     return results
 

@@ -115,3 +115,23 @@ def test_resume_with_a_different_model_is_refused_and_touches_nothing(tmp_path):
     assert "model.widths: [256, 256, 256] → [64, 64, 64]" in last and "num_epochs" not in last, tail
     assert checkpoint_steps(tmp_path / "manifold") == before, tail
     assert not (tmp_path / "manifold" / "checkpoints_unreadable").exists(), tail
+
+
+@pytest.mark.parametrize("metric, mode, values, best", [
+    ("val_accuracy", "max", (0.5, 0.9, 0.7), 2),
+    ("val_nll", "min", (0.9, 0.4, 0.6), 2),
+    ("val_accuracy", "max", (0.5, 0.6, 0.7), 3),
+])
+def test_best_step_is_the_best_by_metric_not_the_latest(tmp_path, metric, mode, values, best):
+    import numpy as np
+
+    from mmix_jax.checkpoint import CheckpointSettings, Checkpoints
+
+    checkpoints = Checkpoints(tmp_path, CheckpointSettings(every_steps=1, keep=1,
+                                                           best_metric=metric, best_mode=mode))
+    for step, value in enumerate(values, start=1):
+        checkpoints.save(step, {"w": np.full(2, step, np.float32)}, {}, {metric: value})
+    checkpoints.wait()
+    assert checkpoints.best_step() == best
+    assert checkpoints.steps() == sorted({best, len(values)})  # the best and the latest kept
+    checkpoints.close()

@@ -124,3 +124,9 @@ def test_validation_selected_checkpoint_is_the_best_on_validation(tmp_path):
     assert summary["best_test_error_percent"] == min(e["test_error_percent"] for e in history)
     assert summary["best_test_error_percent"] <= summary["test_error_percent"]
     assert summary["train_examples"] == 3 * 35 and summary["fgsm_space"] == "normalized"
+    # --mode=evaluate redoes the choice from the kept checkpoints (for runs made before the
+    # choice was fixed, when it always took the latest): the best validation accuracy again.
+    (tmp_path / "run" / "evaluation_val_selected.json").unlink()
+    runs.evaluate(config, tmp_path / "run")
+    selected = json.loads((tmp_path / "run" / "evaluation_val_selected.json").read_text())
+    assert next(e for e in history if e["step"] == selected["step"])["val_accuracy"] == best_val
