@@ -139,6 +139,22 @@ def train_size(config: dict[str, Any], summary: dict[str, Any]) -> int | None:
     return per_class * config["num_classes"] if per_class else None
 
 
+def val_selected_from_history(run: pathlib.Path) -> dict[str, Any]:
+    """Test error, NLL and epoch of the checkpoint with the best validation accuracy, from
+    history.json (every checkpoint evaluates both splits); ties go to the later checkpoint, as
+    the checkpoint manager ranks them. Empty without validation metrics. This, not summary.json,
+    is the source: runs made before the selection fix (the summary's choice was always the
+    latest checkpoint) are read correctly too."""
+    path = run / "history.json"
+    entries = [e for e in json.loads(path.read_text()) if "val_accuracy" in e] \
+        if path.exists() else []
+    if not entries:
+        return {}
+    best = max(entries, key=lambda e: (e["val_accuracy"], e["step"]))
+    return {"val_selected_test_error_percent": best["test_error_percent"],
+            "val_selected_test_nll": best["test_nll"], "val_selected_epoch": best["epoch"]}
+
+
 def study_row(run: pathlib.Path, device: str) -> dict[str, Any]:
     """Every number the docs quote of one run (DESIGN.md "Results are data")."""
     config = json.loads((run / "config.json").read_text())
@@ -157,9 +173,8 @@ def study_row(run: pathlib.Path, device: str) -> dict[str, Any]:
         "test_error_percent": summary["test_error_percent"],
         "best_test_error_percent": summary.get("best_test_error_percent"),
         "best_test_epoch": summary.get("best_test_epoch"),
-        "val_selected_test_error_percent": summary.get("val_selected_test_error_percent"),
-        "val_selected_epoch": summary.get("val_selected_epoch"),
-        "val_selected_test_nll": summary.get("val_selected_test_nll"),
+        "val_selected_test_error_percent": None, "val_selected_epoch": None,
+        "val_selected_test_nll": None, **val_selected_from_history(run),
         "test_nll": summary["test_nll"], "test_ece": summary.get("test_ece"),
         "fgsm_accuracy": summary.get("fgsm_accuracy"),
         "fgsm_epsilon": summary.get("fgsm_epsilon"), "fgsm_space": summary.get("fgsm_space"),

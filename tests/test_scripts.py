@@ -59,6 +59,10 @@ def test_reproduce_study_writes_one_row_per_run_and_tables_mean_and_range(tmp_pa
                        fgsm_space="normalized", best_test_error_percent=error - 1)
         (run / "summary.json").write_text(json.dumps(summary))
         (run / "wall.json").write_text(json.dumps({"wall_s": 7.0 + seed}))
+        (run / "history.json").write_text(json.dumps([  # validation prefers epoch 2 (tie: later)
+            {"step": s, "epoch": s, "val_accuracy": v, "test_error_percent": e, "test_nll": n}
+            for s, v, e, n in ((1, 0.5, 20.0, 0.9), (2, 0.8, 11.5, 0.35), (3, 0.7, error, 0.3),
+                               (0, 0.8, 99.0, 9.9))]))
     ict = tmp_path / "runs" / "ict_s0"  # a semi-supervised run: no config.mix
     make_run(ict, [], 0.0, 9.0, 0.3)
     config = json.loads((ict / "config.json").read_text())
@@ -83,6 +87,8 @@ def test_reproduce_study_writes_one_row_per_run_and_tables_mean_and_range(tmp_pa
     assert [(r["seed"], r["test_error_percent"], r["train_size"], r["wall_seconds"])
             for r in rows] == [(0, 10.0, 1000, 7.0), (1, 12.0, 1000, 8.0)]
     assert "semi_supervised" not in rows[0]
+    assert [(r["val_selected_test_error_percent"], r["val_selected_test_nll"],
+             r["val_selected_epoch"]) for r in rows] == [(11.5, 0.35, 2)] * 2
     assert (ict_row["method"], ict_row["semi_supervised"], ict_row["labels_per_class"],
             ict_row["unsupervised_weight_max"], ict_row["alpha"], ict_row["train_size"]) == (
         "ICT", True, 400, 100.0, 1.0, 4000)
