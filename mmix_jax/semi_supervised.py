@@ -38,7 +38,7 @@ import optax
 
 from mmix_jax.mixup import MixDraw, MixSpec, mix, sample_mix
 from mmix_jax.state import TrainState
-from mmix_jax.step import Batch, Metrics, _check_batch, mixup_loss
+from mmix_jax.step import Batch, Metrics, check_batch, mixup_loss
 
 TARGET_KINDS = ("self", "mean_teacher")
 
@@ -181,7 +181,7 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
       (new state, metrics): loss, supervised_loss, unsupervised_loss, unsupervised_weight,
       accuracy (mixed labelled logits against the labels), lam, mix_layer, grad_norm.
     """
-    images, labels = _check_batch(labeled)
+    images, labels = check_batch(labeled)
     unlabeled_images = unlabeled["image"]
     chex.assert_equal(unlabeled_images.shape[1:], images.shape[1:])
     if config.uses_teacher and state.teacher is None:

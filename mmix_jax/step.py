@@ -25,7 +25,8 @@ Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
 
-def _check_batch(batch: Batch) -> tuple[jax.Array, jax.Array]:
+def check_batch(batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """(images, labels) of a labelled batch, checked: labels int [B], images [B, ...]."""
     images, labels = batch["image"], batch["label"]
     chex.assert_rank(labels, 1)
     chex.assert_axis_dimension(images, 0, labels.shape[0])
@@ -69,7 +70,7 @@ def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSp
       (new state, metrics): loss, accuracy (argmax of the mixed-input logits against the
       unmixed labels), lam, mix_layer (-1 when not mixing), grad_norm.
     """
-    images, labels = _check_batch(batch)
+    images, labels = check_batch(batch)
     mix_rng, dropout_rng = jax.random.split(rng)
     if axis_name is not None:  # independent dropout masks on each device
         dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
@@ -98,7 +99,7 @@ def eval_step(state: TrainState, batch: Batch) -> Metrics:
     `batch` may hold a float/bool "mask" [B] marking padding (0) so that every example of a
     test set is counted once; the caller divides the sums by "count".
     """
-    images, labels = _check_batch(batch)
+    images, labels = check_batch(batch)
     mask = batch.get("mask", jnp.ones(labels.shape, jnp.float32)).astype(jnp.float32)
     logits = state.apply_fn(state.variables(), images, train=False)
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
