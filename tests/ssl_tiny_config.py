@@ -23,5 +23,5 @@ def get_config(arg: str = "ict") -> ml_collections.ConfigDict:
     config.log_every_steps = 100
     config.tensorboard = False
     config.eval.fgsm_epsilon = 0.0
-    config.checkpoint.update(every_epochs=0, every_steps=20, keep=2)
+    config.checkpoint.update(every_epochs=0, every_steps=50, keep=2)
     return config
