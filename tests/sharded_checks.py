@@ -19,8 +19,11 @@ from mmix_jax.step import mixup_step
 GLOBAL_BATCH = 32
 
 
-def setup(bn_axis=None, classes=5):
-    model = get_model("preactresnet18", num_classes=classes, width=4, bn_axis=bn_axis)
+def setup(bn_axis=None, classes=5, small=False):
+    """PreActResNet18 of width 4 (BatchNorm: per device or, with `bn_axis`, across devices), or
+    with `small` an MLP where the check is about placement, not the network."""
+    model = (get_model("mlp", num_classes=classes, widths=(16, 16)) if small else
+             get_model("preactresnet18", num_classes=classes, width=4, bn_axis=bn_axis))
     rng = np.random.default_rng(0)
     batch = {"image": rng.normal(size=(GLOBAL_BATCH, 8, 8, 3)).astype(np.float32),
              "label": (np.arange(GLOBAL_BATCH) % classes).astype(np.int32)}
@@ -70,23 +73,24 @@ def mixing_by_hand():
     layer = jax.random.choice(layer_key, jnp.asarray(spec.mix_layers))
     lam = jax.random.beta(lam_key, spec.alpha, spec.alpha)
     local = GLOBAL_BATCH // devices
+
+    def loss_fn(params, x, y, perm):
+        logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x,
+                                      train=True, mix_layer=layer, perm=perm, lam=lam,
+                                      mutable=["batch_stats"])
+        one_hot = jax.nn.one_hot(y, 5)
+        targets = lam * one_hot + (1 - lam) * one_hot[perm]
+        p = jax.nn.softmax(logits)
+        loss = -jnp.mean(targets * jnp.log(p) + (1 - targets) * jnp.log(1 - p))
+        return loss, updates["batch_stats"]
+
+    by_hand = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))  # one compile for every shard
     grads, stats, losses = [], [], []
     for d in range(devices):
         perm = jax.random.permutation(jax.random.fold_in(perm_key, d), local)
         shard = slice(d * local, (d + 1) * local)
-        x, y = batch["image"][shard], batch["label"][shard]
-
-        def loss_fn(params):
-            logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x,
-                                          train=True, mix_layer=layer, perm=perm, lam=lam,
-                                          mutable=["batch_stats"])
-            one_hot = jax.nn.one_hot(y, 5)
-            targets = lam * one_hot + (1 - lam) * one_hot[perm]
-            p = jax.nn.softmax(logits)
-            loss = -jnp.mean(targets * jnp.log(p) + (1 - targets) * jnp.log(1 - p))
-            return loss, updates["batch_stats"]
-
-        (loss, new_stats), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, new_stats), g = by_hand(state.params, batch["image"][shard],
+                                       batch["label"][shard], perm)
         grads.append(g), stats.append(new_stats), losses.append(loss)
     mean = lambda trees: jax.tree.map(lambda *xs: sum(xs) / len(xs), *trees)  # noqa: E731
     updates, _ = state.tx.update(mean(grads), state.opt_state, state.params)
@@ -109,14 +113,14 @@ def save_for_restore(directory):
     """Trains two sharded steps on all devices and saves; writes the params as .npz too."""
     import ml_collections
     from mmix_jax.checkpoint import CheckpointSettings, Checkpoints
-    _, state, batch = setup()
+    _, state, batch = setup(small=True)
     mesh = parallel.make_mesh()
     step = parallel.make_train_step(MixSpec(num_classes=5), mesh)
     state = parallel.replicate(state, mesh)
     for i in range(2):
         state, _ = step(state, parallel.shard_batch(batch, mesh), jax.random.key(i))
     checkpoints = Checkpoints(directory, CheckpointSettings(best_metric=None))
-    config = ml_collections.ConfigDict({"model": {"name": "preactresnet18"}}).to_dict()
+    config = ml_collections.ConfigDict({"model": {"name": "mlp"}}).to_dict()
     checkpoints.save(2, state, config)
     checkpoints.wait()
     flat = {jax.tree_util.keystr(k): np.asarray(v)
@@ -128,18 +132,18 @@ def save_for_restore(directory):
 def restore_elsewhere(directory):
     """Restores the checkpoint onto this process's devices and compares with the .npz."""
     from mmix_jax.checkpoint import CheckpointSettings, Checkpoints, abstract_like
-    _, state, _ = setup()
+    _, state, _ = setup(small=True)
     mesh = parallel.make_mesh()
     checkpoints = Checkpoints(directory, CheckpointSettings(best_metric=None))
     restored = checkpoints.restore_latest(abstract_like(state, parallel.replicated(mesh)),
-                                          {"model": {"name": "preactresnet18"}})
+                                          {"model": {"name": "mlp"}})
     assert restored is not None and int(restored.step) == 2
     expected = np.load(f"{directory}/expected_params.npz")
     for path, leaf in jax.tree_util.tree_flatten_with_path(restored.params)[0]:
         assert len(leaf.sharding.device_set) == jax.device_count()
         np.testing.assert_array_equal(np.asarray(leaf), expected[jax.tree_util.keystr(path)])
     step = parallel.make_train_step(MixSpec(num_classes=5), mesh)
-    _, batch = setup()[1:]
+    _, batch = setup(small=True)[1:]
     restored, metrics = step(restored, parallel.shard_batch(batch, mesh), jax.random.key(5))
     assert np.isfinite(float(metrics["loss"]))
     print("restored on", jax.device_count(), "devices and trained on")
@@ -168,19 +172,22 @@ def wrapped_equals_native():
           max_difference(native_state.params, wrapped_state.params))
 
 
-def ssl_by_hand(targets="self"):
+def ssl_by_hand(targets="self", sharded=True):
     """ssl_mixup_step on all devices (MLP: no BatchNorm, no dropout, so every pass is a plain
     function) equals a by-hand computation per shard: its own permutations (keys folded with
     the shard index), targets from the step's starting weights (the same network, or the
     teacher, which starts as a copy) held constant, the mean of the shard gradients, and for
-    the mean teacher its EMA update. Works with any device count."""
-    from mmix_jax.semi_supervised import SemiSupervisedSpec, draws
+    the mean teacher its EMA update. Works with any device count; `sharded=False` checks the
+    plain step (no shard_map, one batch)."""
+    import functools
+
+    from mmix_jax.semi_supervised import SemiSupervisedSpec, draws, ssl_mixup_step
     from mmix_jax.state import with_teacher
 
     classes, local_l, local_u = 5, 4, 6
     model = get_model("mlp", num_classes=classes, widths=(16, 16))
     mesh = parallel.make_mesh()
-    devices = mesh.devices.size
+    devices = mesh.devices.size if sharded else 1
     data = np.random.default_rng(1)
     labeled = {"image": data.normal(size=(local_l * devices, 3, 3, 2)).astype(np.float32),
                "label": (np.arange(local_l * devices) % classes).astype(np.int32)}
@@ -192,23 +199,24 @@ def ssl_by_hand(targets="self"):
     if spec.uses_teacher:
         state = with_teacher(state)
     state = state.replace(step=jnp.asarray(4, jnp.int32))  # w = 30·exp(−5·0.36)
-    step = parallel.make_ssl_train_step(spec, mesh, donate=False)
     rng = jax.random.key(5)
-    new_state, metrics = step(parallel.replicate(state, mesh),
-                              parallel.shard_batch({"labeled": labeled, "unlabeled": unlabeled},
-                                                   mesh), rng)
+    if sharded:
+        step = parallel.make_ssl_train_step(spec, mesh, donate=False)
+        new_state, metrics = step(parallel.replicate(state, mesh), parallel.shard_batch(
+            {"labeled": labeled, "unlabeled": unlabeled}, mesh), rng)
+    else:
+        new_state, metrics = jax.jit(functools.partial(ssl_mixup_step, config=spec))(
+            state, labeled, unlabeled, rng)
 
     weight = 30.0 * np.exp(-5 * 0.6 ** 2)
     grads, sup_losses, unsup_losses = [], [], []
-    for d in range(devices):
-        sup, unsup, _ = draws(rng, spec, local_l, local_u, shard_index=d)
-        x = labeled["image"][d * local_l:(d + 1) * local_l]
-        y = jax.nn.one_hot(labeled["label"][d * local_l:(d + 1) * local_l], classes)
-        u = unlabeled["image"][d * local_u:(d + 1) * local_u]
-        target_logits = model.apply({"params": state.params}, u, train=True)  # constant
+    def by_hand(params, x, y, u, shard):
+        sup, unsup, _ = draws(rng, spec, local_l, local_u,
+                              shard_index=shard if sharded else None)
+        target_logits = model.apply({"params": params}, u, train=True)  # held constant below
         mixed_target = unsup.lam * target_logits + (1 - unsup.lam) * target_logits[unsup.perm]
 
-        def loss_fn(params, x=x, y=y, u=u, sup=sup, unsup=unsup, mixed_target=mixed_target):
+        def loss_fn(params):
             logits = model.apply({"params": params}, x, train=True, mix_layer=sup.layer,
                                  perm=sup.perm, lam=sup.lam)
             log_p = jax.nn.log_softmax(logits)
@@ -222,7 +230,14 @@ def ssl_by_hand(targets="self"):
             unsup_loss = jnp.mean((out - target) ** 2)
             return sup_loss + weight * unsup_loss, (sup_loss, unsup_loss)
 
-        (_, (sup_loss, unsup_loss)), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+    by_hand = jax.jit(by_hand)  # one compile for every shard
+    for d in range(devices):
+        x = labeled["image"][d * local_l:(d + 1) * local_l]
+        y = jax.nn.one_hot(labeled["label"][d * local_l:(d + 1) * local_l], classes)
+        u = unlabeled["image"][d * local_u:(d + 1) * local_u]
+        (_, (sup_loss, unsup_loss)), g = by_hand(state.params, x, y, u, d)
         grads.append(g), sup_losses.append(sup_loss), unsup_losses.append(unsup_loss)
     mean = lambda trees: jax.tree.map(lambda *xs: sum(xs) / len(xs), *trees)  # noqa: E731
     updates, _ = state.tx.update(mean(grads), state.opt_state, state.params)
@@ -242,7 +257,9 @@ def ssl_by_hand(targets="self"):
           max_difference(new_state.params, expected), "update size", update_size)
 
 
-def ssl_by_hand_both():
+def supervised_and_semi_supervised_by_hand():
+    """mixing_by_hand and ssl_by_hand for both target kinds, in one process."""
+    mixing_by_hand()
     for targets in ("self", "mean_teacher"):
         ssl_by_hand(targets)
 

@@ -7,7 +7,7 @@ from configs import ssl_fashion_mnist
 
 
 def get_config(arg: str = "ict") -> ml_collections.ConfigDict:
-    config = ssl_fashion_mnist.get_config(f"{arg},epochs=60")
+    config = ssl_fashion_mnist.get_config(f"{arg},epochs=40")
     config.num_classes = 4
     config.data.update(name="npz", path="", test_per_class=10, validation_per_class=5,
                        labels_per_class=5, image_shape=(8, 8, 1), crop_padding=1)

@@ -22,12 +22,9 @@ def test_eight_device_erm_step_equals_one_device_step_with_cross_device_batch_no
     assert "devices 8" in sharded_check("erm_equivalence")
 
 
-def test_eight_device_mixup_step_equals_by_hand_per_shard_computation():
-    assert "devices 8" in sharded_check("mixing_by_hand")
-
-
-def test_eight_device_semi_supervised_step_equals_by_hand_per_shard_computation():
-    out = sharded_check("ssl_by_hand_both")
+def test_eight_device_mixup_and_semi_supervised_steps_equal_by_hand_per_shard_computations():
+    out = sharded_check("supervised_and_semi_supervised_by_hand")
+    assert "devices 8 mix_layer" in out
     assert "devices 8 targets self" in out and "devices 8 targets mean_teacher" in out
 
 
