@@ -10,11 +10,12 @@ goes through clu (`ReportProgress`: steps/s and ETA; `Profile` for traces with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
 import time
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 import jax
 import jax.numpy as jnp
@@ -235,17 +236,26 @@ def val_selected_scalars(results: dict[str, Any], steps_per_epoch: int) -> dict[
     return scalars
 
 
-def restore_newest(spec: RunSpec, workdir: pathlib.Path, splits: Splits,
-                   mesh: jax.sharding.Mesh) -> TrainState:
-    """The newest checkpoint's state of the run in `workdir` (WorkdirError if there is none)."""
+@contextlib.contextmanager
+def stored_checkpoints(spec: RunSpec, workdir: pathlib.Path, splits: Splits,
+                       mesh: jax.sharding.Mesh) -> Iterator[tuple[Checkpoints, Any, int]]:
+    """The run's Checkpoints (closed on exit), the abstract state to restore onto the mesh, and
+    the updates per epoch."""
     batches = train_batches(spec, splits)
     state, _ = initial_state(spec, batches, jax.random.key(spec.seed))  # the restore target
     checkpoints = Checkpoints(workdir, spec.checkpoint.settings(batches.steps_per_epoch))
     try:
-        restored = checkpoints.restore_latest(abstract_like(state, parallel.replicated(mesh)),
-                                              spec.config)
+        yield (checkpoints, abstract_like(state, parallel.replicated(mesh)),
+               batches.steps_per_epoch)
     finally:
         checkpoints.close()
+
+
+def restore_newest(spec: RunSpec, workdir: pathlib.Path, splits: Splits,
+                   mesh: jax.sharding.Mesh) -> TrainState:
+    """The newest checkpoint's state of the run in `workdir` (WorkdirError if there is none)."""
+    with stored_checkpoints(spec, workdir, splits, mesh) as (checkpoints, abstract_state, _):
+        restored = checkpoints.restore_latest(abstract_state, spec.config)
     if restored is None:
         raise WorkdirError(f"{workdir / 'checkpoints'} holds no checkpoint to evaluate: train "
                            "first, or pass the --workdir of a run.")
@@ -269,23 +279,18 @@ def evaluate_checkpoint(spec: RunSpec, workdir: pathlib.Path, splits: Splits) ->
 def evaluate_val_selected(spec: RunSpec, workdir: pathlib.Path, splits: Splits,
                           mesh: jax.sharding.Mesh) -> dict[str, Any]:
     """Evaluates the kept checkpoint with the best validation metric and records it."""
-    batches = train_batches(spec, splits)
-    state, _ = initial_state(spec, batches, jax.random.key(spec.seed))  # the restore target
-    checkpoints = Checkpoints(workdir, spec.checkpoint.settings(batches.steps_per_epoch))
-    try:
+    with stored_checkpoints(spec, workdir, splits, mesh) as (checkpoints, abstract_state,
+                                                             steps_per_epoch):
         best_step = checkpoints.best_step()
         if best_step is None:
             raise WorkdirError(f"{workdir / 'checkpoints'} holds no checkpoint with validation "
                                "metrics to choose from.")
-        state = checkpoints.restore_step(best_step, abstract_like(state,
-                                                                  parallel.replicated(mesh)))
-    finally:
-        checkpoints.close()
+        state = checkpoints.restore_step(best_step, abstract_state)
     results = evaluate_test_split(spec, state, splits, mesh, workdir, VAL_SELECTED_FILE)
     summary_path = workdir / SUMMARY_FILE
     if jax.process_index() == 0 and summary_path.exists():
         summary = json.loads(summary_path.read_text())
-        summary.update(val_selected_scalars(results, batches.steps_per_epoch))
+        summary.update(val_selected_scalars(results, steps_per_epoch))
         write_json_atomically(summary_path, summary)
     logging.info("validation chose step %d of %s: %s", best_step, workdir,
                  json.dumps(summary_scalars(results), sort_keys=True))
