@@ -8,7 +8,7 @@ unlabeled, rng, config=SemiSupervisedSpec(...))` (Manifold Mixup's or ICT's targ
 """
 
 from mmix_jax.losses import bce_loss, get_loss, soft_ce_loss
-from mmix_jax.mixup import NO_MIX, MixDraw, MixSpec, maybe_mix, mix, mix_targets, sample_mix
+from mmix_jax.mixup import NO_MIX, MixDraw, MixPoint, MixSpec, maybe_mix, mix, mix_targets, sample_mix
 from mmix_jax.models import get_model
 from mmix_jax.optim import paper_sgd, step_schedule
 from mmix_jax.semi_supervised import SemiSupervisedSpec, ssl_mixup_step, unsupervised_weight
@@ -17,7 +17,7 @@ from mmix_jax.step import eval_step, mixup_loss, mixup_step
 from mmix_jax.wrap import Mixable, mixable
 
 __all__ = [
-    "NO_MIX", "MixDraw", "MixSpec", "Mixable", "TrainState", "bce_loss", "create_train_state",
+    "NO_MIX", "MixDraw", "MixPoint", "MixSpec", "Mixable", "TrainState", "bce_loss", "create_train_state",
     "eval_step", "get_loss", "get_model", "maybe_mix", "mix", "mix_targets", "mixable",
     "mixup_loss", "mixup_step", "paper_sgd", "sample_mix", "soft_ce_loss", "step_schedule",
     "SemiSupervisedSpec", "ssl_mixup_step", "unsupervised_weight", "with_teacher",

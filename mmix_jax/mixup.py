@@ -4,17 +4,24 @@ Manifold Mixup draws, once per batch, a mix point k from the eligible set, a wei
 λ ~ Beta(α, α) and a permutation of the batch; the model then replaces its hidden state at k by
 λ·h + (1−λ)·h[perm] and the targets are mixed the same way. Everything here is traceable, so
 the draws happen inside the compiled step and one executable serves every k.
+
+The compiled step holds no control flow on device values (no `while`, `case` or `if`: on
+XLA:GPU each one copies a predicate to the host and blocks the launch stream). A traced k
+becomes a select at each eligible point (`MixPoint` carries the eligible set, so ineligible
+points cost nothing) and λ comes from a loop-free Beta sampler (`mmix_jax.beta`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from mmix_jax.beta import symmetric_beta
 from mmix_jax.losses import LOSS_NAMES
 
 # The mix point reported when a batch is not mixed (ERM). Never equal to a real point.
@@ -55,12 +62,39 @@ class MixSpec:
         return bool(self.mix_layers) and self.alpha > 0
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class MixPoint:
+    """A drawn mix point k (traced int32 scalar) with the static set it was drawn from.
+
+    Passed as a model's `mix_layer`, it lets `maybe_mix` skip the points k can never be (no
+    work there at all) and select at the others; a bare traced k selects at every point.
+    """
+
+    index: jax.Array
+    eligible: tuple[int, ...] = dataclasses.field(metadata={"static": True})
+
+
+MixLayer = Union[int, jax.Array, MixPoint, None]
+
+
 class MixDraw(NamedTuple):
     """One batch's random mixing choices."""
 
     layer: jax.Array  # int32 scalar: the mix point k (NO_MIX when mix_layers is empty)
     lam: jax.Array  # float32 scalar in [0, 1]
     perm: jax.Array  # int32[B]: the partner of each example
+
+    def model_kwargs(self, eligible: Sequence[int]) -> dict[str, Any]:
+        """The model's mix arguments for this draw from the points `eligible`.
+
+        A `MixPoint`, so the model selects at the eligible points and does nothing at the others.
+        ERM (no eligible point) has no mix arguments.
+        """
+        eligible = tuple(int(k) for k in eligible)
+        if not eligible:
+            return {}
+        return {"mix_layer": MixPoint(self.layer, eligible), "perm": self.perm, "lam": self.lam}
 
 
 def sample_mix(rng: jax.Array, batch_size: int, *, alpha: float,
@@ -84,20 +118,24 @@ def sample_mix(rng: jax.Array, batch_size: int, *, alpha: float,
     if shard_index is not None:
         perm_key = jax.random.fold_in(perm_key, shard_index)
     layer = jax.random.choice(layer_key, jnp.asarray(mix_layers, jnp.int32))
-    lam = jax.random.beta(lam_key, alpha, alpha, dtype=jnp.float32)
+    lam = symmetric_beta(lam_key, alpha)
     perm = jax.random.permutation(perm_key, batch_size).astype(jnp.int32)
     return MixDraw(layer, lam, perm)
 
 
 def mix(h: jax.Array, perm: jax.Array, lam: jax.Array) -> jax.Array:
-    """λ·h + (1−λ)·h[perm] along the batch axis, in h's dtype.
+    """λ·h + (1−λ)·h[perm] along the batch axis, returned in h's dtype.
 
     Written as h + (1−λ)·(h[perm] − h), so λ = 1 and perm = identity both return h bit for bit.
+    Lower-precision h (bfloat16, float16) is mixed in float32 with the float32 λ, the same λ as
+    the targets, and cast back once.
     """
     chex.assert_rank(perm, 1)
     chex.assert_axis_dimension(h, 0, perm.shape[0])
-    lam = jnp.asarray(lam, h.dtype)
-    return h + (1 - lam) * (h[perm] - h)
+    compute = jnp.promote_types(h.dtype, jnp.float32)
+    x = h.astype(compute)
+    lam = jnp.asarray(lam, compute)
+    return (x + (1 - lam) * (x[perm] - x)).astype(h.dtype)
 
 
 def mix_targets(one_hot: jax.Array, perm: jax.Array, lam: jax.Array) -> jax.Array:
@@ -106,18 +144,23 @@ def mix_targets(one_hot: jax.Array, perm: jax.Array, lam: jax.Array) -> jax.Arra
     return mix(one_hot.astype(jnp.float32), perm, jnp.asarray(lam, jnp.float32))
 
 
-def maybe_mix(h: jax.Array, point: int, mix_layer: Optional[jax.Array],
+def maybe_mix(h: jax.Array, point: int, mix_layer: MixLayer,
               perm: Optional[jax.Array], lam: Optional[jax.Array]) -> jax.Array:
     """Mixes h iff `mix_layer == point`; used by models at each of their mix points.
 
-    `mix_layer` may be a Python int, a traced int32 scalar, or None (no mixing). A traced k
-    becomes a `lax.cond`, so only the taken branch runs and one compiled step serves every k.
+    `mix_layer` may be a Python int (a static choice), a `MixPoint` (a traced k and its eligible
+    set: nothing happens at the other points), a traced int32 scalar, or None (no mixing). A
+    traced k is a select, not a branch: both sides are computed and one executable with no
+    control flow serves every k. The result at a point other than k is h bit for bit.
     """
     if mix_layer is None:
         return h
     if perm is None or lam is None:
         raise ValueError("mix_layer was given without perm and lam: pass all three or none.")
-    if isinstance(mix_layer, int):
-        return mix(h, perm, lam) if mix_layer == point else h
-    return jax.lax.cond(jnp.asarray(mix_layer) == point,
-                        lambda x: mix(x, perm, lam), lambda x: x, h)
+    if isinstance(mix_layer, MixPoint):
+        if point not in mix_layer.eligible:
+            return h
+        mix_layer = mix_layer.index
+    if isinstance(mix_layer, (int, np.integer)):
+        return mix(h, perm, lam) if int(mix_layer) == point else h
+    return jnp.where(jnp.asarray(mix_layer) == point, mix(h, perm, lam), h)

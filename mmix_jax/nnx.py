@@ -10,7 +10,7 @@ no variable and no structure: the model's class and those of the named submodule
 for subclasses whose `__call__` mixes (NNX's counterpart of Linen's method interception), so
 `nnx.state(model)` and checkpoints are exactly the original's. The draw (k, perm, λ) reaches the
 submodules through a context set for the duration of one forward pass, and a traced k is a
-`lax.cond`, so `mixup_step` under `nnx.jit` compiles once for every k.
+select (no control flow), so `mixup_step` under `nnx.jit` compiles once for every k.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def mixup_loss(model: nnx.Module, images: jax.Array, labels: jax.Array, draw: Mi
     if not config.mixes:
         logits = model(images)
         return get_loss(config.loss)(logits, one_hot), logits
-    logits = model(images, mix_layer=draw.layer, perm=draw.perm, lam=draw.lam)
+    logits = model(images, **draw.model_kwargs(config.mix_layers))
     return get_loss(config.loss)(logits, mix_targets(one_hot, draw.perm, draw.lam)), logits
 
 
@@ -134,7 +134,7 @@ def mixup_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: dict[str, jax
     optimizer.update(model, grads)
     return {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
             "lam": draw.lam, "mix_layer": draw.layer.astype(jnp.float32),
-            "grad_norm": optax.global_norm(grads)}
+            "grad_norm": optax.tree.norm(grads)}
 
 
 __all__ = ["mixable", "mixup_loss", "mixup_step"]

@@ -220,7 +220,7 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
         variables = {"params": params, **({"batch_stats": stats} if stats else {})}
         unsup_logits, updates = state.apply_fn(
             variables, unlabeled_images, train=True, mutable=["batch_stats"], rngs=unsup_rngs,
-            mix_layer=unsup_draw.layer, perm=unsup_draw.perm, lam=unsup_draw.lam)
+            **unsup_draw.model_kwargs(config.unsupervised_layers))
         unsup_loss = consistency_loss(unsup_logits, mixed_targets, config.targets)
         stats = updates.get("batch_stats", stats)
         return sup_loss + weight * unsup_loss, (sup_loss, unsup_loss, logits, stats)

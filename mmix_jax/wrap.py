@@ -6,7 +6,7 @@
 
 Mix point 0 is the model's input and point i the output of the i-th named submodule (by its
 path below the model, e.g. "block1", "stages_0/block_2", "ResNetBlock_3"). The wrapper honours
-the mixing contract of our own models (a traced k compiles once: `maybe_mix` is a `lax.cond`),
+the mixing contract of our own models (a traced k compiles once: `maybe_mix` is a select),
 passes every other argument through, and sows each point's state as `mix_point_{i}`.
 
 How: `nn.share_scope` makes the wrapper and the model one scope, so the wrapped model takes the

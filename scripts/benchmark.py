@@ -12,6 +12,8 @@ the allocator set-up, GLIBC_TUNABLES or a preloaded tcmalloc/jemalloc, which spe
 applies to both); --torch-malloc default also or instead runs it without those variables, as
 PyTorch is usually run; every line records them. --torch-device cuda runs it on the GPU
 (scripts/torch_on_device.py sets PyTorch's default device, the reference is unchanged).
+--legacy also times the mixing modes with the old mixing (scripts/legacy_mixing.py) in the
+same invocation and prints new / old.
 
 Each step line also gives the model FLOPs of the step (mmix_jax.flops: conv and matmul FLOPs of
 the forward pass × 3, independent of what XLA executes), model TFLOP/s and, where the device's
@@ -157,7 +159,7 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
     peak = (args.peak_tflops * 1e12 if args.peak_tflops
             else model_flops.peak_flops_per_s(jax.devices()[0].device_kind, dtype))
     line = {
-        "case": "step", "model": model_name, "wrapped": wrapped, "mode": mode,
+        "case": "step", "model": model_name, "wrapped": wrapped, "mode": mode, "mixing": "select",
         "batch": batch_size, "dtype": dtype,
         "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
         "devices": mesh.devices.size, "cross_device_bn": args.cross_device_bn,
@@ -295,6 +297,17 @@ def torch_reference(mode: str, batch_size: int, args, env: dict[str, str]) -> di
             "device": args.torch_device, **allocator}
 
 
+def load_legacy_mixing():
+    """scripts/legacy_mixing.py: the old conds and jax.random.beta, for --legacy."""
+    import importlib.util
+
+    path = pathlib.Path(__file__).resolve().parent / "legacy_mixing.py"
+    spec = importlib.util.spec_from_file_location("legacy_mixing", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="preactresnet18")
@@ -335,6 +348,10 @@ def parse_args(argv=None):
                              "mmix_jax.mixable, and print wrapped / native step time")
     parser.add_argument("--nnx", action="store_true",
                         help="also print the NNX / Linen step-time ratio of a 3×1024 MLP")
+    parser.add_argument("--legacy", action="store_true",
+                        help="also time each mixing mode with the old mixing (a lax.cond per "
+                             "point, jax.random.beta's loop; scripts/legacy_mixing.py) and "
+                             "print new / old step time")
     parser.add_argument("--smoke", action="store_true",
                         help="a tiny PreActResNet18 (width 4, 16x16), 2 steps: checks the harness")
     args = parser.parse_args(argv)
@@ -372,6 +389,17 @@ def main(argv=None) -> int:
                 if args.nnx:
                     for mode in by_mode:
                         print(json.dumps(nnx_vs_linen(mode, batch_size, args)), flush=True)
+                if args.legacy:
+                    for mode, ours in by_mode.items():
+                        if mode == "erm":
+                            continue
+                        with load_legacy_mixing().legacy_mixing():
+                            line = benchmark_case(model_name, mode, batch_size, dtype, args)
+                        print(json.dumps({**line, "mixing": "legacy"}), flush=True)
+                        print(json.dumps({
+                            "case": "ratio", "model": model_name, "mode": mode,
+                            "batch": batch_size, "dtype": dtype, "new_over_legacy_step_time":
+                                ours["step_s_median"] / line["step_s_median"]}), flush=True)
                 if "erm" in by_mode and "manifold" in by_mode:
                     print(json.dumps({
                         "case": "ratio", "model": model_name, "batch": batch_size, "dtype": dtype,

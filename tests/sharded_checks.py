@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mmix_jax import parallel
+from mmix_jax.beta import symmetric_beta
 from mmix_jax.mixup import MixSpec
 from mmix_jax.models import get_model
 from mmix_jax.optim import paper_sgd, step_schedule
@@ -71,7 +72,7 @@ def mixing_by_hand():
     mix_rng, _ = jax.random.split(rng)
     layer_key, lam_key, perm_key = jax.random.split(mix_rng, 3)
     layer = jax.random.choice(layer_key, jnp.asarray(spec.mix_layers))
-    lam = jax.random.beta(lam_key, spec.alpha, spec.alpha)
+    lam = symmetric_beta(lam_key, spec.alpha)  # the step's sampler (KS-tested in test_beta)
     local = GLOBAL_BATCH // devices
 
     def loss_fn(params, x, y, perm):
