@@ -97,9 +97,11 @@ def profile_window(run_steps: Callable[[int], Any], steps: int, directory: pathl
 
 
 def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args,
-                   wrapped: bool = False) -> dict:
+                   wrapped: bool = False, prepare_only: bool = False) -> Any:
     """Times the step `mmix-train` runs: jit(shard_map(crop/flip/normalise + mixup_step)) with the
-    batch sharded over every device of the mesh (one device unless --cpu-devices)."""
+    batch sharded over every device of the mesh (one device unless --cpu-devices). With
+    `prepare_only`, returns the warmed-up `run(n_steps)` function instead (scripts/mixing_cost.py
+    interleaves the windows of several cases)."""
     alpha, layers = MODES[mode]
     model_kwargs = {"width": args.width} if args.width and model_name.startswith("preact") else {}
     if args.cross_device_bn:
@@ -131,6 +133,7 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
     start = time.perf_counter()
     compiled = step.lower(state, device_batch, key).compile()
     compile_s = time.perf_counter() - start
+    optimized_hlo = compiled.as_text() or ""
     flops = None
     try:
         cost = compiled.cost_analysis()
@@ -152,6 +155,8 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
 
     run_on_device_batch(args.warmup)
     jax.block_until_ready(holder["state"])
+    if prepare_only:
+        return run_on_device_batch
     times = time_windows(run_on_device_batch, args.steps, args.windows)
     median = statistics.median(times)
     step_model_flops = batch_size * model_flops.train_flops_per_example(
@@ -168,6 +173,9 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
         "step_s_median": median, "step_s_min": min(times), "step_s_max": max(times),
         "images_per_s": batch_size / median, "windows": args.windows, "steps_per_window": args.steps,
         "peak_memory_bytes": peak_memory_bytes(),
+        # Ops that make XLA:GPU copy a predicate to the host and wait, in the optimised program.
+        "hlo_while_ops": optimized_hlo.count(" while("),
+        "hlo_conditional_ops": optimized_hlo.count(" conditional("),
         "xla_flops_per_step": flops,
         "tflops_per_s": flops / median / 1e12 if flops else None,
         "model_flops_per_step": step_model_flops,
@@ -280,10 +288,13 @@ def same_model_as_reference(model_name: str, args) -> bool:
     return model_name == "preactresnet18" and args.width in (0, 64) and args.num_classes == 10
 
 
-def torch_reference(mode: str, batch_size: int, args, env: dict[str, str]) -> dict:
-    """One run of the PyTorch reference step in a subprocess with environment `env`."""
+def torch_reference(mode: str, batch_size: int, args, env: dict[str, str],
+                    extra_args: tuple[str, ...] | list[str] = ()) -> dict:
+    """One run of the PyTorch reference step in a subprocess with environment `env`
+    (`extra_args`, e.g. ["--dtype", "bfloat16", "--compile"], passed on to the script)."""
     command = [sys.executable, str(args.torch_ref), "--batch", str(batch_size), "--steps",
-               str(args.torch_steps), "--mode", mode, "--size", str(args.image_size)]
+               str(args.torch_steps), "--mode", mode, "--size", str(args.image_size),
+               *extra_args]
     if args.torch_device != "cpu":
         command[1:1] = [str(TORCH_ON_DEVICE), args.torch_device]
     if args.torch_threads:

@@ -1,8 +1,8 @@
 """The mixing as it was before the select (mmix_jax ≤ 738f2aa), to compare against in one process.
 
 Then a traced k was a `lax.cond` at every mix point of the model (eligible or not), λ came from
-`jax.random.beta` (a rejection `while` loop per gamma), and the model received the bare traced
-k. `legacy_mixing()` swaps those back in for the duration of a `with` block (tracing included:
+`jax.random.beta` (a rejection `while` loop per gamma), the model received the bare traced k,
+and `mix` rounded λ to h's dtype and differentiated h[perm] as a scatter-add. `legacy_mixing()` swaps those back in for the duration of a `with` block (tracing included:
 build and call the step inside it). Used by `scripts/benchmark.py --legacy` (new / old step
 time in the same invocation) and by the tests that check the new mixing equals the old bit for
 bit for a fixed (k, λ, perm).
@@ -20,7 +20,13 @@ import mmix_jax.mixup as mixup_module
 import mmix_jax.models.base as base_module
 import mmix_jax.nnx as nnx_module
 import mmix_jax.wrap as wrap_module
-from mmix_jax.mixup import MixDraw, MixPoint, mix
+from mmix_jax.mixup import MixDraw, MixPoint
+
+
+def old_mix(h: jax.Array, perm: jax.Array, lam: jax.Array) -> jax.Array:
+    """The old `mix`: in h's dtype (λ rounded to it), the gather's gradient a scatter-add."""
+    lam = jnp.asarray(lam, h.dtype)
+    return h + (1 - lam) * (h[perm] - h)
 
 
 def cond_maybe_mix(h: jax.Array, point: int, mix_layer: Any, perm: Optional[jax.Array],
@@ -31,9 +37,9 @@ def cond_maybe_mix(h: jax.Array, point: int, mix_layer: Any, perm: Optional[jax.
     if isinstance(mix_layer, MixPoint):
         mix_layer = mix_layer.index
     if isinstance(mix_layer, int):
-        return mix(h, perm, lam) if mix_layer == point else h
+        return old_mix(h, perm, lam) if mix_layer == point else h
     return jax.lax.cond(jnp.asarray(mix_layer) == point,
-                        lambda x: mix(x, perm, lam), lambda x: x, h)
+                        lambda x: old_mix(x, perm, lam), lambda x: x, h)
 
 
 def _bare_layer_kwargs(draw: MixDraw, eligible: Sequence[int]) -> dict[str, Any]:
@@ -68,4 +74,4 @@ def legacy_mixing() -> Iterator[None]:
         MixDraw.model_kwargs = saved_kwargs
 
 
-__all__ = ["cond_maybe_mix", "legacy_mixing"]
+__all__ = ["cond_maybe_mix", "legacy_mixing", "old_mix"]

@@ -5,10 +5,15 @@ The same computation as our step, written the way the paper's code does it: the 
 uniform over {0, 1, 2} (`--mode manifold`), k = 0 (`input`) or none (`erm`); λ ~ Beta(α, α) and
 one permutation per batch; BCE between the softmax and the mixed one-hot targets; SGD with
 Nesterov momentum 0.9 and L2 decay 1e-4; random CIFAR-sized data. Prints one JSON line with the
-mean step time and images/s over `--steps` steps after one warm-up step. PyTorch is the
-benchmark's optional dependency (`pip install -e ".[bench]"`), never mmix_jax's.
+mean step time and images/s over `--steps` steps after warm-up (one step per mix point, so a
+compiled model has seen every k). `--dtype bfloat16` runs under autocast; `--compile` wraps the
+model in `torch.compile` (its best case: one graph per k). The clock stops after the last step
+has finished on the device; `--sync-every-step` also waits after each step, as the paper's code
+does by logging `loss.item()`. PyTorch is the benchmark's optional dependency
+(`pip install -e ".[bench]"`), never mmix_jax's.
 
     python scripts/torch_reference.py --batch 128 --steps 5 --mode manifold --threads 2
+    python scripts/torch_reference.py --batch 512 --dtype bfloat16 --compile   # on a GPU
 """
 
 from __future__ import annotations
@@ -71,35 +76,50 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
     parser.add_argument("--size", type=int, default=32, help="image height and width")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--sync-every-step", action="store_true",
+                        help="wait for each step's loss (loss.item()), as the paper's code logs")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     model = PreActResNet18()
+    forward = torch.compile(model) if args.compile else model
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
                                 weight_decay=1e-4)
     images = torch.randn(args.batch, 3, args.size, args.size)
     labels = torch.randint(0, 10, (args.batch,))
+    device_type = images.device.type
+    points = {"manifold": [0, 1, 2], "input": [0], "erm": [None]}[args.mode]
 
-    def step() -> float:
-        k = {"manifold": int(rng.integers(0, 3)), "input": 0, "erm": None}[args.mode]
+    def step(k: int | None) -> torch.Tensor:
         lam = float(rng.beta(args.alpha, args.alpha)) if k is not None else 1.0
         perm = torch.randperm(args.batch)
         one_hot = F.one_hot(labels, 10).float()
         targets = lam * one_hot + (1 - lam) * one_hot[perm]
-        loss = F.binary_cross_entropy(F.softmax(model(images, k, perm, lam), dim=1), targets)
+        with torch.autocast(device_type, dtype=torch.bfloat16,
+                            enabled=args.dtype == "bfloat16"):
+            logits = forward(images, k, perm, lam)
+        loss = F.binary_cross_entropy(F.softmax(logits.float(), dim=1), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        return loss.item()  # waits for the device
+        if args.sync_every_step:
+            loss.item()
+        return loss
 
     model.train()
-    step()  # warm-up
+    for k in points:  # warm-up: every k once (a compiled model then has every graph)
+        step(k)
+    step(points[0]).item()
     start = time.perf_counter()
     for _ in range(args.steps):
-        step()
+        loss = step(points[int(rng.integers(0, len(points)))])
+    loss.item()  # waits for the device
     seconds = (time.perf_counter() - start) / args.steps
-    print(json.dumps({"impl": "torch-eager", "mode": args.mode, "batch": args.batch,
+    impl = "torch-compile" if args.compile else "torch-eager"
+    print(json.dumps({"impl": impl, "mode": args.mode, "batch": args.batch, "dtype": args.dtype,
                       "step_s": seconds, "images_per_s": args.batch / seconds}))
 
 

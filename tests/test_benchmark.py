@@ -203,3 +203,28 @@ def test_benchmark_prints_the_wrapped_and_nnx_ratios():
     assert ratios["wrapped_over_native_step_time"] == pytest.approx(
         steps[1]["step_s_median"] / steps[0]["step_s_median"])
     assert ratios["nnx_over_linen_step_time"] > 0
+
+
+def test_gpu_check_smoke_covers_every_step_without_tensorflow(tmp_path):
+    """scripts/gpu_check.py on tiny shapes: every mode timed, no host-waiting op left in the
+    optimised programs, the ratios written, and TensorFlow never imported (the GPU machine has
+    none)."""
+    out = tmp_path / "gpu_check.json"
+    probe = ("import atexit, runpy, sys; "
+             "atexit.register(lambda: print('TENSORFLOW_IMPORTED', 'tensorflow' in sys.modules)); "
+             f"sys.argv = ['gpu_check.py', '--smoke', '--out', {str(out)!r}]; "
+             "runpy.run_path('scripts/gpu_check.py', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "TENSORFLOW_IMPORTED False" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["errors"] == [] and report["skipped"] == []
+    steps = {line["mode"]: line for line in report["lines"] if line["case"] == "step"}
+    assert set(steps) == {"erm", "input", "manifold", "ssl"}
+    for line in steps.values():
+        assert line["hlo_while_ops"] == 0 and line["hlo_conditional_ops"] == 0, line
+        assert line["images_per_s"] > 0 and line["step_s_min"] <= line["step_s_max"]
+    assert steps["erm"]["pipeline_images_per_s"] > 0  # the host uint8 input path
+    ratio = [r for r in report["ratios"] if "manifold_over_erm_step_time" in r]
+    assert len(ratio) == 1 and ratio[0]["manifold_over_erm_step_time"] > 0
