@@ -2,7 +2,8 @@
 
 `run(config, workdir)` trains every variant of the config (or the config itself) into
 workdir/<variant>, evaluates it and writes summary.json; a workdir holding a finished run is
-refused, never overwritten. For 2-D data it also writes the decision-boundary figure.
+refused, never overwritten. Rerunning a command that was stopped reuses the variants that had
+finished and resumes the others from their checkpoints. For 2-D data it also writes the decision-boundary figure.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import ml_collections
@@ -23,17 +24,25 @@ from mmix_jax.data import Splits, load_dataset, off_data_grid
 from mmix_jax.errors import WorkdirError
 from mmix_jax.evaluate import mean_confidence, predict_probabilities
 from mmix_jax.summaries import SUMMARY_FILE, summary_scalars, write_json_atomically
-from mmix_jax.train import RunResult, evaluate_checkpoint, train_and_evaluate
+from mmix_jax.train import (RunResult, evaluate_checkpoint, mesh_for, restore_newest,
+                            train_and_evaluate)
 
 
-def refuse_finished(workdirs: list[pathlib.Path]) -> None:
-    """Raises WorkdirError if any of `workdirs` already holds a finished run's summary."""
-    for workdir in workdirs:
-        summary = workdir / SUMMARY_FILE
-        if summary.exists():
-            raise WorkdirError(
-                f"{workdir} already holds a finished run ({summary}); nothing was changed. "
-                "Pass a new --workdir, or move that directory away first.")
+def refuse_finished(workdir: pathlib.Path) -> None:
+    """Raises WorkdirError if the command's run in `workdir` has finished: its summary.json
+    (written last, after every variant) exists. Variants finished before a preemption are not
+    refused: `run` reuses them and resumes the rest."""
+    summary = workdir / SUMMARY_FILE
+    if summary.exists():
+        raise WorkdirError(
+            f"{workdir} already holds a finished run ({summary}); nothing was changed. "
+            "Pass a new --workdir, or move that directory away first.")
+
+
+def finished_summary(run_dir: pathlib.Path) -> Optional[dict[str, Any]]:
+    """The summary of a variant that finished in `run_dir` (None if it has not)."""
+    path = run_dir / SUMMARY_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _two_d_report(result: RunResult, splits: Splits, grid_axis: np.ndarray,
@@ -67,21 +76,26 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
     first = runs[0][1]
     if first.compilation_cache_dir:
         enable_compilation_cache(first.compilation_cache_dir)
-    refuse_finished([workdir] + [path for _, _, path in runs])
+    refuse_finished(workdir)
     splits = load_dataset(first.data, first.seed, first.num_classes)
     two_d = splits.train.images.ndim == 2 and splits.train.images.shape[1] == 2
     grid_axis = np.linspace(-1.6, 1.6, 161, dtype=np.float32)
     summaries, panels = {}, []
     for name, spec, run_dir in runs:
-        logging.info("training %s in %s on %d %s device(s)", name or "the config", run_dir,
-                     jax.device_count(), jax.default_backend())
-        result = train_and_evaluate(spec, run_dir, splits)
+        finished = finished_summary(run_dir) if name else None
+        if finished is not None:  # a variant done before a preemption: reused, not retrained
+            logging.info("%s finished earlier in %s: reusing its summary", name, run_dir)
+            result = RunResult(restore_newest(spec, run_dir, splits, mesh_for(spec)), finished)
+        else:
+            logging.info("training %s in %s on %d %s device(s)", name or "the config", run_dir,
+                         jax.device_count(), jax.default_backend())
+            result = train_and_evaluate(spec, run_dir, splits)
         if two_d:
             probs = _two_d_report(result, splits, grid_axis, spec.eval_batch_size)
             title = (f"{name or 'model'}: test acc {result.summary['test_accuracy']:.3f}\n"
                      f"off-data confidence {result.summary['off_data_confidence']:.2f}")
             panels.append((title, probs))
-        if name and jax.process_index() == 0:
+        if name and finished is None and jax.process_index() == 0:
             write_json_atomically(run_dir / SUMMARY_FILE, result.summary)
         summaries[name or "run"] = result.summary
         logging.info("%s: %s", name or "run", json.dumps(result.summary, sort_keys=True))
@@ -103,4 +117,4 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> d
             for name, spec, run_dir in runs}
 
 
-__all__ = ["evaluate", "refuse_finished", "run"]
+__all__ = ["evaluate", "finished_summary", "refuse_finished", "run"]

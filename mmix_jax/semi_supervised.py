@@ -38,7 +38,7 @@ import optax
 
 from mmix_jax.mixup import MixDraw, MixSpec, mix, sample_mix
 from mmix_jax.state import TrainState
-from mmix_jax.step import Batch, Metrics, check_batch, mixup_loss
+from mmix_jax.step import Batch, Metrics, check_batch, device_local, mixup_loss
 
 TARGET_KINDS = ("self", "mean_teacher")
 
@@ -226,13 +226,11 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
         return sup_loss + weight * unsup_loss, (sup_loss, unsup_loss, logits, stats)
 
     (loss, (sup_loss, unsup_loss, logits, batch_stats)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
+        loss_fn, has_aux=True)(device_local(state.params, axis_name))
     accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
-    if axis_name is not None:
-        # As in mixup_step: the gradient comes back summed over the axis under shard_map.
-        grads = jax.tree.map(lambda g: g / jax.lax.axis_size(axis_name), grads)
-        loss, sup_loss, unsup_loss, accuracy, batch_stats = jax.lax.pmean(
-            (loss, sup_loss, unsup_loss, accuracy, batch_stats), axis_name)
+    if axis_name is not None:  # as in mixup_step: per-device gradients, averaged explicitly
+        grads, loss, sup_loss, unsup_loss, accuracy, batch_stats = jax.lax.pmean(
+            (grads, loss, sup_loss, unsup_loss, accuracy, batch_stats), axis_name)
         if config.uses_teacher:  # the teacher's BatchNorm statistics, as the student's
             teacher = dict(teacher, batch_stats=jax.lax.pmean(teacher["batch_stats"], axis_name))
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)

@@ -34,6 +34,16 @@ def check_batch(batch: Batch) -> tuple[jax.Array, jax.Array]:
     return images, labels
 
 
+def device_local(params: Any, axis_name: Optional[str]) -> Any:
+    """`params` (replicated) marked as varying over `axis_name`, so that their gradient is each
+    device's own and the step averages it explicitly. Without this, `shard_map(check_vma=True)`
+    returns the gradient of a replicated value already summed over the axis while
+    `check_vma=False` and `pmap` do not: one explicit `pmean` is right under all three."""
+    if axis_name is None:
+        return params
+    return jax.lax.pcast(params, axis_name, to="varying")
+
+
 def mixup_loss(params: Any, state: TrainState, images: jax.Array, labels: jax.Array,
                draw: MixDraw, *, config: MixSpec,
                rngs: Optional[dict[str, jax.Array]] = None) -> tuple[jax.Array, tuple[jax.Array, Any]]:
@@ -62,9 +72,10 @@ def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSp
       batch: {"image": f32/bf16[B, ...], "label": int32[B]}.
       rng: this step's key, e.g. fold_in(run_key, step); k, λ, perm and dropout come from it.
       config: the static MixSpec (ERM: mix_layers=(); Input Mixup: (0,)).
-      axis_name: inside `jax.shard_map` (check_vma=True, the default), the data axis: the
-        update follows the gradient of the global mean loss, metrics and BatchNorm running
-        statistics are averaged over it, and each device permutes its local batch only.
+      axis_name: inside `jax.shard_map` (check_vma on or off) or `jax.pmap`, the data axis:
+        the update follows the gradient of the global mean loss (an explicit pmean), metrics
+        and BatchNorm running statistics are averaged over it, and each device permutes its
+        local batch only.
 
     Returns:
       (new state, metrics): loss, accuracy (argmax of the mixed-input logits against the
@@ -78,15 +89,14 @@ def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSp
                       mix_layers=config.mix_layers if config.mixes else (), axis_name=axis_name)
     grad_fn = jax.value_and_grad(mixup_loss, has_aux=True)
     (loss, (logits, batch_stats)), grads = grad_fn(
-        state.params, state, images, labels, draw, config=config, rngs={"dropout": dropout_rng})
+        device_local(state.params, axis_name), state, images, labels, draw, config=config,
+        rngs={"dropout": dropout_rng})
     accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
     if axis_name is not None:
-        # Under shard_map (check_vma=True) the gradient with respect to the replicated params
-        # comes back already summed over the axis (the transpose of the implicit pvary is a
-        # psum): divide it to get the gradient of the global mean loss.
-        grads = jax.tree.map(lambda g: g / jax.lax.axis_size(axis_name), grads)
+        # Each device's gradient of its local mean loss, averaged: the global mean's gradient.
         # Per-device BatchNorm: the running statistics are averaged over devices as well.
-        loss, accuracy, batch_stats = jax.lax.pmean((loss, accuracy, batch_stats), axis_name)
+        grads, loss, accuracy, batch_stats = jax.lax.pmean(
+            (grads, loss, accuracy, batch_stats), axis_name)
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     metrics = {"loss": loss, "accuracy": accuracy, "lam": draw.lam,
                "mix_layer": draw.layer, "grad_norm": optax.tree.norm(grads)}

@@ -56,6 +56,41 @@ def erm_equivalence():
     assert max_difference(sharded_state.batch_stats, single_state.batch_stats) < 1e-5
     print("devices", jax.device_count(), "params max diff",
           max_difference(sharded_state.params, single_state.params))
+    reduction_under_every_wrapper()
+
+
+def reduction_under_every_wrapper():
+    """The gradient is averaged explicitly: under shard_map with check_vma on and off and under
+    pmap, N devices' update equals one device's on the global batch (ERM, an MLP)."""
+    from jax.sharding import PartitionSpec as P
+
+    _, state, batch = setup(small=True)
+    spec = MixSpec(num_classes=5, mix_layers=())
+    key = jax.random.key(3)
+    expected = jax.jit(lambda s, b, r: mixup_step(s, b, r, config=spec))(state, batch, key)[0]
+    mesh = parallel.make_mesh()
+    devices = mesh.devices.size
+
+    def per_device(s, b, r):
+        return mixup_step(s, b, r, config=spec, axis_name=parallel.DATA_AXIS)
+
+    results = {}
+    for check_vma in (True, False):
+        step = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(parallel.DATA_AXIS), P()),
+                                     out_specs=(P(), P()), check_vma=check_vma))
+        results[f"shard_map check_vma={check_vma}"] = step(
+            parallel.replicate(state, mesh), parallel.shard_batch(batch, mesh), key)[0].params
+    stacked = jax.tree.map(lambda v: v.reshape(devices, -1, *v.shape[1:]), batch)
+    replicas = jax.pmap(per_device, axis_name=parallel.DATA_AXIS, in_axes=(None, 0, None))(
+        state, stacked, key)[0].params
+    assert max_difference(replicas, jax.tree.map(lambda v: v[:1], replicas)) == 0.0
+    results["pmap"] = jax.tree.map(lambda v: v[0], replicas)
+    update = max_difference(expected.params, state.params)
+    assert update > 1e-3, update
+    for name, params in results.items():
+        difference = max_difference(params, expected.params)
+        assert difference < 1e-6, (name, difference, update)
+        print(name, "params max diff", difference)
 
 
 def mixing_by_hand():

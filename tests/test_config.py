@@ -95,14 +95,6 @@ def test_finished_workdir_is_refused_and_left_untouched(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def test_finished_variant_workdir_is_refused_before_training(tmp_path):
-    (tmp_path / "manifold").mkdir()
-    (tmp_path / "manifold" / "summary.json").write_text("{}")
-    with pytest.raises(WorkdirError, match="manifold"):
-        runs.run(default.get_config(), tmp_path)
-    assert not (tmp_path / "erm").exists()  # nothing was trained first
-
-
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "mmix_jax.main", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)

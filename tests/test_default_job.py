@@ -39,6 +39,26 @@ def test_spirals_job_trains_all_three_methods_and_writes_figure_and_summary(tmp_
     assert again.returncode != 0 and "already holds a finished run" in again.stderr
     assert json.loads((workdir / "summary.json").read_text()) == summary
 
+    # As if stopped while the second method ("input") was being evaluated: the command's own
+    # summary and input's are missing. The same command finishes it: erm and manifold are
+    # reused as they are, input resumes from its checkpoint, and the report is the same.
+    (workdir / "summary.json").unlink()
+    (workdir / "input" / "summary.json").unlink()
+    erm_mtime = (workdir / "erm" / "summary.json").stat().st_mtime_ns
+    resumed = subprocess.run(
+        [sys.executable, "-m", "mmix_jax.main", "--config=configs/default.py",
+         f"--workdir={workdir}", "--config.num_epochs=30", "--config.optimizer.milestones=(20,25)",
+         "--config.data.num_train=1000", "--config.log_every_steps=100"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "erm finished earlier" in resumed.stderr and "manifold finished earlier" in resumed.stderr
+    assert (workdir / "erm" / "summary.json").stat().st_mtime_ns == erm_mtime
+    again_summary = json.loads((workdir / "summary.json").read_text())
+    for method in ("erm", "manifold"):
+        assert again_summary[method] == summary[method]
+    for key in ("steps", "test_accuracy", "test_nll"):
+        assert again_summary["input"][key] == summary["input"][key]
+
 
 def test_a_second_run_reuses_the_compiled_step_from_the_persistent_cache(tmp_path):
     """config.compilation_cache_dir: the first run writes the train step's executable there, a

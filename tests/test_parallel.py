@@ -19,7 +19,11 @@ def sharded_check(name, *args, devices=8):
 
 
 def test_eight_device_erm_step_equals_one_device_step_with_cross_device_batch_norm():
-    assert "devices 8" in sharded_check("erm_equivalence")
+    out = sharded_check("erm_equivalence")
+    assert "devices 8" in out
+    # and the gradient is averaged under shard_map (check_vma on and off) and pmap alike
+    for wrapper in ("check_vma=True", "check_vma=False", "pmap"):
+        assert f"{wrapper} params max diff" in out, out
 
 
 def test_eight_device_mixup_and_semi_supervised_steps_equal_by_hand_per_shard_computations():

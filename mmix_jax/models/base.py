@@ -59,7 +59,8 @@ class MixableModel(nn.Module):
         Args:
           x: a batch of inputs, [B, ...].
           train: BatchNorm uses batch statistics (and updates `batch_stats`), dropout is on.
-          mix_layer: int32 scalar (Python int or traced) or None for the plain forward pass.
+          mix_layer: the mix point k: a Python int, a traced int32 scalar, a `MixPoint` (traced
+            k and its eligible set, as the steps pass it) or None for the plain forward pass.
           perm: int32[B], the partner of each example; lam: float scalar λ in [0, 1].
         """
         if mix_layer is not None:
