@@ -5,33 +5,40 @@ asynchronously, keeping the newest `keep` checkpoints and the best one by a chos
 Orbax writes into a temporary directory and renames it when complete, so a process killed
 mid-save leaves no half checkpoint among the steps (the temporary one is cleaned up on restart).
 
-On resume the stored config is compared first: a checkpoint from a different model or data is
-refused (ConfigError naming the differing keys) and left alone. A checkpoint that cannot be
-read is reported in one line, moved to `workdir/checkpoints_unreadable/` (never deleted), and
-the next older one is tried.
+On resume the stored config is compared first: a checkpoint of a run with a different model,
+data, optimiser, mixing or semi-supervised set-up is refused (ConfigError naming each differing
+key with its stored and new value) and left alone, as is one whose arrays (Orbax's metadata)
+do not match this run's state. Only a checkpoint proven corrupt (its metadata unreadable, or
+its arrays unreadable while their structure matches) is reported in one line, moved to
+`workdir/checkpoints_unreadable/` (never deleted), and the next older one tried. An I/O error
+(OSError) is retried and then reported, never taken for corruption: nothing is moved.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import pathlib
 import signal
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
 from jax.experimental import multihost_utils
 
-from mmix_jax.errors import ConfigError
+from mmix_jax.errors import ConfigError, WorkdirError
+from mmix_jax.summaries import workdir_path
 
-# Keys whose change makes a checkpoint meaningless for the run (shapes, data order, objective).
-# Everything else (epochs, logging, checkpoint cadence, ...) may change on resume.
-IDENTITY_KEYS = ("seed", "data", "num_classes", "model", "batch_size", "loss", "mix")
+# Keys whose change makes a checkpoint meaningless for the run (the state's structure, the data
+# order, the objective or the update). Everything else (epochs, logging, checkpoint cadence,
+# evaluation, ...) may change on resume.
+IDENTITY_KEYS = ("seed", "data", "num_classes", "model", "batch_size", "loss", "mix",
+                 "optimizer", "semi_supervised", "cross_device_batch_norm")
+# An OSError while reading a checkpoint is retried this many times (1, 2, 4 s apart).
+IO_ATTEMPTS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,9 +97,10 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
 class Checkpoints:
     """Save, resume and validate the checkpoints of one run directory."""
 
-    def __init__(self, workdir: pathlib.Path, settings: CheckpointSettings):
-        self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
-        self.unreadable_directory = pathlib.Path(workdir).absolute() / "checkpoints_unreadable"
+    def __init__(self, workdir: epath.PathLike, settings: CheckpointSettings):
+        workdir = workdir_path(workdir)
+        self.directory = workdir / "checkpoints"
+        self.unreadable_directory = workdir / "checkpoints_unreadable"
         self.settings = settings
         self._manager = self._open()
 
@@ -111,8 +119,10 @@ class Checkpoints:
             **best, preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
             enable_async_checkpointing=self.settings.async_save, cleanup_tmp_directories=True,
             create=True)
-        return ocp.CheckpointManager(self.directory, options=options,
-                                     item_names=("state", "config"))
+        # Handlers named up front, so that a new process can read a step's metadata before
+        # anything was saved or restored through this manager.
+        return ocp.CheckpointManager(self.directory, options=options, item_handlers={
+            "state": ocp.StandardCheckpointHandler(), "config": ocp.JsonCheckpointHandler()})
 
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
@@ -137,7 +147,9 @@ class Checkpoints:
         target = self.unreadable_directory / f"{step}-{int(time.time())}"
         if jax.process_index() == 0:
             self.unreadable_directory.mkdir(parents=True, exist_ok=True)
-            os.replace(self.directory / str(step), target)
+            (self.directory / str(step)).rename(target)
+        if jax.process_count() > 1:  # no process reopens the directory before the move is done
+            multihost_utils.sync_global_devices(f"mmix_set_aside_{step}")
         logging.warning("checkpoint %s is unreadable (%s: %s); moved to %s, resuming from the "
                         "previous one", self.directory / str(step), type(error).__name__,
                         str(error).splitlines()[0][:200] if str(error) else "", target)
@@ -153,16 +165,48 @@ class Checkpoints:
         return self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state)))["state"]
 
+    def _read(self, what: str, step: int, read: Callable[[], Any]) -> Any:
+        """read(), retried on OSError; a persistent one is reported, touching nothing."""
+        for attempt in range(IO_ATTEMPTS):
+            try:
+                return read()
+            except OSError as error:
+                if attempt == IO_ATTEMPTS - 1:
+                    raise WorkdirError(
+                        f"could not read the {what} of {self.directory / str(step)} after "
+                        f"{IO_ATTEMPTS} attempts ({type(error).__name__}: {error}); nothing was "
+                        "moved. Check the file system and rerun the same command.") from error
+                logging.warning("reading %s of step %d failed (%s); retrying", what, step, error)
+                time.sleep(2.0 ** attempt)
+        raise AssertionError("unreachable")
+
+    def _stored_arrays(self, step: int) -> Optional[list[tuple[int, ...]]]:
+        """Sorted shapes of the arrays Orbax's metadata lists for the state (dtypes are cast on
+        restore); None if the metadata itself cannot be read (corrupt)."""
+        try:
+            metadata = self._read("metadata", step,
+                                  lambda: self._manager.item_metadata(step)["state"])
+            return sorted(tuple(leaf.shape) for leaf in jax.tree.leaves(metadata))
+        except WorkdirError:
+            raise
+        except Exception:  # noqa: BLE001 - unreadable metadata: Orbax says it is damaged
+            return None
+
     def restore_latest(self, abstract_state: Any, config: dict[str, Any]) -> Optional[Any]:
         """The newest readable state (placed like `abstract_state`), or None if there is none.
 
-        Raises ConfigError, touching nothing, if the stored config differs in an identity key.
+        Raises ConfigError, touching nothing, if the stored config differs in an identity key or
+        the stored arrays differ from `abstract_state`'s; WorkdirError, touching nothing, on an
+        I/O error that persists. Sets aside only checkpoints proven corrupt.
         """
+        wanted = sorted(tuple(leaf.shape) for leaf in jax.tree.leaves(abstract_state))
         for step in reversed(self.steps()):
             try:
-                stored = self._manager.restore(step, args=ocp.args.Composite(
-                    config=ocp.args.JsonRestore()))["config"]
-            except Exception as error:  # noqa: BLE001 - any unreadable file means corruption
+                stored = self._read("config", step, lambda: self._manager.restore(
+                    step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"])
+            except WorkdirError:
+                raise
+            except Exception as error:  # noqa: BLE001 - a config file that does not parse
                 self._set_aside(step, error)
                 continue
             differences = config_differences(stored, config)
@@ -170,10 +214,23 @@ class Checkpoints:
                 raise ConfigError(
                     f"{self.directory} holds checkpoints of a different run ("
                     + "; ".join(differences) + "). Use a new --workdir, or restore those keys.")
+            arrays = self._stored_arrays(step)
+            if arrays is None:
+                self._set_aside(step, ValueError("its Orbax metadata cannot be read"))
+                continue
+            if arrays != wanted:
+                raise ConfigError(
+                    f"{self.directory / str(step)} holds a state of {len(arrays)} arrays that do "
+                    f"not match this run's {len(wanted)} (same config keys, other code or "
+                    "library version?); nothing was moved. Use a new --workdir, or the version "
+                    "that wrote it.")
             try:
-                restored = self._manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state)))["state"]
-            except Exception as error:  # noqa: BLE001
+                restored = self._read("state", step, lambda: self._manager.restore(
+                    step, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract_state)))["state"])
+            except WorkdirError:
+                raise
+            except Exception as error:  # noqa: BLE001 - structure matches, data unreadable
                 self._set_aside(step, error)
                 continue
             logging.info("resumed from %s", self.directory / str(step))
@@ -214,6 +271,6 @@ class Preemption:
 class PreemptedError(SystemExit):
     """Raised after the preemption checkpoint is on disk; exits with 128 + SIGTERM."""
 
-    def __init__(self, step: int, path: pathlib.Path):
+    def __init__(self, step: int, path: epath.Path):
         super().__init__(128 + signal.SIGTERM)
         self.step, self.path = step, path

@@ -6,16 +6,22 @@ its own `matplotlib.figure.Figure`, which renders headless through Agg when save
 
 from __future__ import annotations
 
-import pathlib
 from typing import Any, Sequence
 
 import numpy as np
+from etils import epath
 from matplotlib.figure import Figure
 
 METHOD_COLORS = {"ERM": "tab:gray", "Input Mixup": "tab:blue", "Manifold Mixup": "tab:red"}
 
 
-def decision_boundaries(path: pathlib.Path, grid_axis: np.ndarray,
+def save(fig: Figure, path: epath.PathLike, dpi: int) -> None:
+    """Writes `fig` as PNG through epath (a local file or object storage)."""
+    with epath.Path(path).open("wb") as file:
+        fig.savefig(file, format="png", dpi=dpi)
+
+
+def decision_boundaries(path: epath.PathLike, grid_axis: np.ndarray,
                         panels: Sequence[tuple[str, np.ndarray]], points: np.ndarray,
                         labels: np.ndarray) -> None:
     """One panel per method: P(class 1) over a square grid, its 0.5 contour, and the data.
@@ -38,10 +44,10 @@ def decision_boundaries(path: pathlib.Path, grid_axis: np.ndarray,
         axis.set_xticks([])
         axis.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save(fig, path, dpi=110)
 
 
-def data_efficiency(path: pathlib.Path, rows: Sequence[dict[str, Any]],
+def data_efficiency(path: epath.PathLike, rows: Sequence[dict[str, Any]],
                     metrics: Sequence[tuple[str, str]]) -> None:
     """One panel per (row key, axis label): the metric against the training-set size, one
     point per run (seed), coloured by method, with the per-size mean joined by a line."""
@@ -62,10 +68,10 @@ def data_efficiency(path: pathlib.Path, rows: Sequence[dict[str, Any]],
         axis.set_ylabel(label)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save(fig, path, dpi=120)
 
 
-def spectra(path: pathlib.Path, panels: Sequence[tuple[str, dict[str, Any]]]) -> None:
+def spectra(path: epath.PathLike, panels: Sequence[tuple[str, dict[str, Any]]]) -> None:
     """Per panel (title, evaluation spectrum): each class's singular values, log scale."""
     fig = Figure(figsize=(4.2 * len(panels), 3.6))
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
@@ -79,4 +85,4 @@ def spectra(path: pathlib.Path, panels: Sequence[tuple[str, dict[str, Any]]]) ->
     axes[0].set_ylabel("singular value (per class)")
     axes[-1].legend(title="class", fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save(fig, path, dpi=120)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 from typing import Any, Optional
 
 import jax
+from etils import epath
 import ml_collections
 import numpy as np
 from absl import logging
@@ -23,12 +23,13 @@ from mmix_jax.configuration import RunSpec, run_specs
 from mmix_jax.data import Splits, load_dataset, off_data_grid
 from mmix_jax.errors import WorkdirError
 from mmix_jax.evaluate import mean_confidence, predict_probabilities
-from mmix_jax.summaries import SUMMARY_FILE, summary_scalars, write_json_atomically
+from mmix_jax.summaries import (SUMMARY_FILE, summary_scalars, workdir_path,
+                                write_json_atomically)
 from mmix_jax.train import (RunResult, evaluate_checkpoint, mesh_for, restore_newest,
                             train_and_evaluate)
 
 
-def refuse_finished(workdir: pathlib.Path) -> None:
+def refuse_finished(workdir: epath.Path) -> None:
     """Raises WorkdirError if the command's run in `workdir` has finished: its summary.json
     (written last, after every variant) exists. Variants finished before a preemption are not
     refused: `run` reuses them and resumes the rest."""
@@ -39,7 +40,7 @@ def refuse_finished(workdir: pathlib.Path) -> None:
             "Pass a new --workdir, or move that directory away first.")
 
 
-def finished_summary(run_dir: pathlib.Path) -> Optional[dict[str, Any]]:
+def finished_summary(run_dir: epath.Path) -> Optional[dict[str, Any]]:
     """The summary of a variant that finished in `run_dir` (None if it has not)."""
     path = run_dir / SUMMARY_FILE
     return json.loads(path.read_text()) if path.exists() else None
@@ -63,15 +64,15 @@ def enable_compilation_cache(cache_dir: str) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _specs_and_dirs(config: ml_collections.ConfigDict, workdir: pathlib.Path
-                    ) -> list[tuple[str, RunSpec, pathlib.Path]]:
+def _specs_and_dirs(config: ml_collections.ConfigDict, workdir: epath.Path
+                    ) -> list[tuple[str, RunSpec, epath.Path]]:
     return [(name, spec, workdir / name if name else workdir)
             for name, spec in run_specs(config)]
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
     """Validates `config`, then trains and evaluates each of its variants under `workdir`."""
-    workdir = pathlib.Path(workdir)
+    workdir = workdir_path(workdir)
     runs = _specs_and_dirs(config, workdir)
     first = runs[0][1]
     if first.compilation_cache_dir:
@@ -110,7 +111,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
     """Evaluates the newest checkpoint of each variant of `config` under `workdir`."""
-    runs = _specs_and_dirs(config, pathlib.Path(workdir))
+    runs = _specs_and_dirs(config, workdir_path(workdir))
     first = runs[0][1]
     splits = load_dataset(first.data, first.seed, first.num_classes)
     return {name or "run": summary_scalars(evaluate_checkpoint(spec, run_dir, splits))

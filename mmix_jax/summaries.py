@@ -3,16 +3,19 @@
 - config.json: the config; summary.json: the final scalars; evaluation.json: the full test
   evaluation; evaluation_val_selected.json: the same for the checkpoint chosen on validation;
   history.json: the metrics of every evaluation during training (resumable).
+
+Every workdir path is an `etils.epath.Path` (Orbax's path type), so a workdir may be a local
+folder or object storage (`gs://bucket/run`, through epath's backends).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pathlib
 from typing import Any
 
 import jax
+from etils import epath
 
 SUMMARY_FILE = "summary.json"
 EVALUATION_FILE = "evaluation.json"
@@ -20,20 +23,29 @@ VAL_SELECTED_FILE = "evaluation_val_selected.json"
 HISTORY_FILE = "history.json"
 
 
-def write_json_atomically(path: pathlib.Path, payload: Any) -> None:
-    """Writes JSON to a temporary file, then renames it: readers never see half a file."""
+def workdir_path(path: str | os.PathLike) -> epath.Path:
+    """`path` as an epath.Path: a URI (gs://...) as it is, a local path made absolute."""
+    text = os.fspath(path)
+    return epath.Path(text if "://" in text else os.path.abspath(text))
+
+
+def write_json_atomically(path: epath.PathLike, payload: Any) -> None:
+    """Writes JSON to a temporary file, then renames it over `path`: atomic on local disks (a
+    reader never sees half a file); on object storage the rename is a copy, and each object
+    appears whole once written."""
+    path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
+    partial = path.parent / (path.name + ".partial")
     partial.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(partial, path)
+    partial.replace(path)
 
 
 class History:
     """The metrics of every evaluation during training (workdir/history.json), resumable:
     entries after the step a run resumes from are dropped, as that run will redo them."""
 
-    def __init__(self, workdir: pathlib.Path, resumed_step: int):
-        self.path = workdir / HISTORY_FILE
+    def __init__(self, workdir: epath.PathLike, resumed_step: int):
+        self.path = epath.Path(workdir) / HISTORY_FILE
         entries = json.loads(self.path.read_text()) if self.path.exists() else []
         self.entries = [e for e in entries if e["step"] <= resumed_step]
 

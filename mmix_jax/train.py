@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import pathlib
 import time
 from typing import Any, Iterator, Union
 
 import jax
+from etils import epath
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
@@ -106,7 +106,7 @@ def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
             if key in fetched[0]}
 
 
-def train_and_evaluate(spec: RunSpec, workdir: pathlib.Path, splits: Splits) -> RunResult:
+def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> RunResult:
     """Trains one run (resuming from workdir/checkpoints), evaluates it, summarises it."""
     workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
@@ -168,7 +168,10 @@ def train_and_evaluate(spec: RunSpec, workdir: pathlib.Path, splits: Splits) -> 
                 writer.write_scalars(done, scalars)
                 pending = []
             if preemption.reached(done):
-                save(done)
+                # Save first, evaluate never: a preemption's grace period (often ~30 s) may not
+                # cover an evaluation. This checkpoint has no metrics: a resume point, which the
+                # validation choice skips (Orbax ranks only checkpoints with metrics).
+                checkpoints.save(done, state, spec.config)
                 checkpoints.wait()
                 logging.warning("preempted (SIGTERM): saved step %d in %s; rerun the same command "
                                 "to resume", done, checkpoints.directory)
@@ -217,7 +220,7 @@ def train_and_evaluate(spec: RunSpec, workdir: pathlib.Path, splits: Splits) -> 
 
 
 def evaluate_test_split(spec: RunSpec, state: TrainState, splits: Splits,
-                        mesh: jax.sharding.Mesh, workdir: pathlib.Path,
+                        mesh: jax.sharding.Mesh, workdir: epath.Path,
                         filename: str = EVALUATION_FILE) -> dict[str, Any]:
     """The full evaluation (error, NLL, ECE, FGSM, spectrum) of the test split; process 0
     writes it to workdir/`filename`."""
@@ -237,7 +240,7 @@ def val_selected_scalars(results: dict[str, Any], steps_per_epoch: int) -> dict[
 
 
 @contextlib.contextmanager
-def stored_checkpoints(spec: RunSpec, workdir: pathlib.Path, splits: Splits,
+def stored_checkpoints(spec: RunSpec, workdir: epath.Path, splits: Splits,
                        mesh: jax.sharding.Mesh) -> Iterator[tuple[Checkpoints, Any, int]]:
     """The run's Checkpoints (closed on exit), the abstract state to restore onto the mesh, and
     the updates per epoch."""
@@ -251,7 +254,7 @@ def stored_checkpoints(spec: RunSpec, workdir: pathlib.Path, splits: Splits,
         checkpoints.close()
 
 
-def restore_newest(spec: RunSpec, workdir: pathlib.Path, splits: Splits,
+def restore_newest(spec: RunSpec, workdir: epath.Path, splits: Splits,
                    mesh: jax.sharding.Mesh) -> TrainState:
     """The newest checkpoint's state of the run in `workdir` (WorkdirError if there is none)."""
     with stored_checkpoints(spec, workdir, splits, mesh) as (checkpoints, abstract_state, _):
@@ -262,7 +265,7 @@ def restore_newest(spec: RunSpec, workdir: pathlib.Path, splits: Splits,
     return restored
 
 
-def evaluate_checkpoint(spec: RunSpec, workdir: pathlib.Path, splits: Splits) -> dict[str, Any]:
+def evaluate_checkpoint(spec: RunSpec, workdir: epath.Path, splits: Splits) -> dict[str, Any]:
     """Restores the newest checkpoint in `workdir` and runs the full test evaluation; with a
     validation split also the checkpoint chosen on it (evaluation_val_selected.json, and the
     val_selected_* entries of an existing summary.json are rewritten)."""
@@ -276,7 +279,7 @@ def evaluate_checkpoint(spec: RunSpec, workdir: pathlib.Path, splits: Splits) ->
     return results
 
 
-def evaluate_val_selected(spec: RunSpec, workdir: pathlib.Path, splits: Splits,
+def evaluate_val_selected(spec: RunSpec, workdir: epath.Path, splits: Splits,
                           mesh: jax.sharding.Mesh) -> dict[str, Any]:
     """Evaluates the kept checkpoint with the best validation metric and records it."""
     with stored_checkpoints(spec, workdir, splits, mesh) as (checkpoints, abstract_state,

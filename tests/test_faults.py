@@ -2,11 +2,14 @@
 
 import json
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
-from cli_runs import assert_bit_identical, checkpoint_steps, final_params, run, start
+from cli_runs import (ROOT, SHORT_RUN, assert_bit_identical, checkpoint_steps, environment,
+                      final_params, run, start)
 
 TOTAL_STEPS = 1000
 
@@ -73,6 +76,24 @@ def test_sigterm_saves_then_exits_and_resumes_bit_identical(tmp_path, reference)
     saved = max(checkpoint_steps(tmp_path / "manifold"))
     assert f"saved step {saved} " in stderr
     resume_and_check(tmp_path, reference, resumed_after=saved)
+
+
+def test_sigterm_saves_before_any_evaluation(tmp_path):
+    """The preemption checkpoint is written before anything is evaluated (the seam logs what
+    the process did after SIGTERM, in order); the run stops with it on disk."""
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "preemption_seam.py"), *SHORT_RUN,
+         f"--workdir={tmp_path}"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, env=environment())
+    wait_for_checkpoint(process, tmp_path / "manifold", 100)
+    process.send_signal(signal.SIGTERM)
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    events = [line.split("SEAM ", 1)[1] for line in stderr.splitlines() if "SEAM " in line]
+    after = events[events.index("sigterm") + 1:]
+    assert after and after[0].startswith("save "), events[-6:]
+    saved = int(after[0].split()[1])
+    assert "evaluate" not in after and saved in checkpoint_steps(tmp_path / "manifold")
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, reference):
