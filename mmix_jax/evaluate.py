@@ -21,6 +21,7 @@ the float32 logits, so they do not depend on the batch size or the number of dev
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Optional
 
 import chex
@@ -186,24 +187,32 @@ class EvalSettings:
     spectrum_point: int = -1
 
 
+@functools.lru_cache(maxsize=64)
+def per_example_step(mesh: Mesh, kind: str, space: InputSpace, *args: Any) -> Callable:
+    """jit(shard_map) of the per-example function `kind` ("logits", "fgsm" with (ε, attack
+    space), "representation" with a mix point), built once per arguments: an evaluation
+    repeated during training reuses the compiled function."""
+    build = {"logits": logits_fn, "fgsm": fgsm_logits_fn, "representation": representation_fn}
+    return parallel.make_per_example_fn(mesh, build[kind](space, *args))
+
+
 def full_evaluation(state: TrainState, dataset: ArrayDataset, space: InputSpace,
                     settings: EvalSettings, batch_size: int, mesh: Mesh,
                     num_classes: int) -> dict[str, Any]:
     """Error, NLL, ECE; FGSM accuracy if ε > 0; the class spectra if a point is chosen."""
-    logits = run_per_example(parallel.make_per_example_fn(mesh, logits_fn(space)), state,
-                             dataset, batch_size, mesh)
+    logits = run_per_example(per_example_step(mesh, "logits", space), state, dataset,
+                             batch_size, mesh)
     results: dict[str, Any] = classification_metrics(logits, dataset.labels, settings.ece_bins)
     if settings.fgsm_epsilon > 0:
         attacked = run_per_example(
-            parallel.make_per_example_fn(
-                mesh, fgsm_logits_fn(space, settings.fgsm_epsilon, settings.fgsm_space)),
+            per_example_step(mesh, "fgsm", space, settings.fgsm_epsilon, settings.fgsm_space),
             state, dataset, batch_size, mesh)
         results["fgsm_epsilon"] = settings.fgsm_epsilon
         results["fgsm_space"] = settings.fgsm_space
         results["fgsm_accuracy"] = float(np.mean(attacked.argmax(axis=-1) == dataset.labels))
     if settings.spectrum_point >= 0:
         hidden = run_per_example(
-            parallel.make_per_example_fn(mesh, representation_fn(space, settings.spectrum_point)),
+            per_example_step(mesh, "representation", space, settings.spectrum_point),
             state, dataset, batch_size, mesh)
         results["spectrum_point"] = settings.spectrum_point
         results["spectrum"] = class_spectra(hidden, dataset.labels, num_classes)

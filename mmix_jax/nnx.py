@@ -46,6 +46,7 @@ _CURRENT: contextvars.ContextVar[Optional[_Pass]] = contextvars.ContextVar("mmix
                                                                            default=None)
 
 
+@functools.cache  # one class per (class, point, path): identical models share a compiled step
 def _point_class(cls: type, point: int, path: str) -> type:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         out = cls.__call__(self, *args, **kwargs)
@@ -66,6 +67,7 @@ def _point_class(cls: type, point: int, path: str) -> type:
     return type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__})
 
 
+@functools.cache
 def _model_class(cls: type, points: tuple[str, ...]) -> type:
     def __call__(self, x: jax.Array, *args: Any, mix_layer: Optional[jax.Array] = None,
                  perm: Optional[jax.Array] = None, lam: Optional[jax.Array] = None,
@@ -117,17 +119,21 @@ def mixup_loss(model: nnx.Module, images: jax.Array, labels: jax.Array, draw: Mi
     return get_loss(config.loss)(logits, mix_targets(one_hot, draw.perm, draw.lam)), logits
 
 
-@functools.partial(nnx.jit, static_argnames=("config",))
+@functools.partial(nnx.jit, static_argnames=("config",), donate_argnums=(0, 1))
 def mixup_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: dict[str, jax.Array],
                rng: jax.Array, *, config: MixSpec) -> dict[str, jax.Array]:
     """One Manifold Mixup update of `model` in place (NNX); returns the step's metrics.
 
-    k, λ and the permutation are drawn from `rng` inside the compiled step (one executable for
-    every k); the model should be in training mode (`model.train()`).
+    k, λ, the permutation and dropout all come from `rng` (the model's "dropout" stream is
+    reseeded from it), inside the compiled step: one executable for every k, and the same
+    (model, batch, rng) give the same update. Model and optimiser state are donated. The model
+    should be in training mode (`model.train()`).
     """
     images, labels = batch["image"], batch["label"]
     chex.assert_rank(labels, 1)
-    draw = sample_mix(rng, labels.shape[0], alpha=config.alpha, mix_layers=config.mix_layers)
+    mix_rng, dropout_rng = jax.random.split(rng)
+    nnx.reseed(model, dropout=dropout_rng)
+    draw = sample_mix(mix_rng, labels.shape[0], alpha=config.alpha, mix_layers=config.mix_layers)
     loss_fn = functools.partial(mixup_loss, images=images, labels=labels, draw=draw,
                                 config=config)
     (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)

@@ -60,7 +60,7 @@ def mixing_of(config: dict[str, Any]) -> tuple[float, list[int]]:
 
 
 def semi_supervised_fields(config: dict[str, Any]) -> dict[str, Any]:
-    """The semi-supervised settings of a row (DESIGN.md), empty for supervised runs."""
+    """The semi-supervised settings of a row (docs/results), empty for supervised runs."""
     ssl = config.get("semi_supervised")
     if not ssl:
         return {}
@@ -156,7 +156,7 @@ def val_selected_from_history(run: pathlib.Path) -> dict[str, Any]:
 
 
 def study_row(run: pathlib.Path, device: str) -> dict[str, Any]:
-    """Every number the docs quote of one run (DESIGN.md "Results are data")."""
+    """Every number the docs quote of one run (a row of docs/results/<study>.json)."""
     config = json.loads((run / "config.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
     wall = run / "wall.json"

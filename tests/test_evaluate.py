@@ -10,7 +10,8 @@ import pytest
 from mmix_jax import parallel
 from mmix_jax.data import ArrayDataset
 from mmix_jax.evaluate import (EvalSettings, InputSpace, class_spectra, classification_metrics,
-                               expected_calibration_error, full_evaluation)
+                               expected_calibration_error, full_evaluation,
+                               per_example_step)
 from mmix_jax.state import create_train_state
 
 
@@ -77,6 +78,10 @@ def test_fgsm_by_hand_on_a_linear_model():
                               EvalSettings(fgsm_epsilon=0.45), 3, mesh, 2)
     # ε = 0.45: (0.15, 0.95) wrong, (0.45, 0.55) wrong, (0.65, 0.45) wrong.
     assert results["fgsm_accuracy"] == 0.0
+    # The clean-logits function was built once and reused by the second evaluation.
+    assert per_example_step(mesh, "logits", InputSpace()) is per_example_step(
+        mesh, "logits", InputSpace())
+    assert per_example_step(mesh, "logits", InputSpace())._cache_size() == 1
 
 
 def test_fgsm_in_pixel_space_goes_through_normalisation_and_clips():

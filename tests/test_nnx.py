@@ -140,3 +140,31 @@ def test_nnx_cnn_trains_one_epoch_of_fashion_mnist_with_manifold_mixup(fashion_d
     print("loss first/last 10:", np.mean(losses[:10]), np.mean(losses[-10:]), "acc", accuracy)
     assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 5 * np.std(losses[-10:])
     assert accuracy > 0.4  # chance is 0.1
+
+
+class DropoutNet(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.dense = nnx.Linear(6, 16, rngs=rngs)
+        self.dropout = nnx.Dropout(0.5, rngs=rngs)
+        self.head = nnx.Linear(16, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.head(self.dropout(jax.nn.relu(self.dense(x))))
+
+
+def test_identical_models_share_classes_and_dropout_comes_from_the_step_key():
+    first = mnnx.mixable(SmallCNN(nnx.Rngs(0)), points=("conv1", "blocks/0"))
+    second = mnnx.mixable(SmallCNN(nnx.Rngs(0)), points=("conv1", "blocks/0"))
+    assert type(first) is type(second) and type(first.conv1) is type(second.conv1)
+
+    spec = MixSpec(num_classes=3, alpha=1.0, mix_layers=(0, 1))
+    batch = {"image": jax.random.normal(jax.random.key(0), (8, 6)), "label": jnp.arange(8) % 3}
+    kernels = []
+    for dropout_seed in (1, 2, 2):  # models whose own dropout streams differ
+        model = mnnx.mixable(DropoutNet(nnx.Rngs(0, dropout=dropout_seed)), points=("dense",))
+        optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+        key = jax.random.key(7 if len(kernels) < 2 else 8)
+        mnnx.mixup_step(model, optimizer, batch, key, config=spec)
+        kernels.append(np.asarray(model.dense.kernel[...]))
+    np.testing.assert_array_equal(kernels[0], kernels[1])  # same step key: same update
+    assert not np.array_equal(kernels[1], kernels[2])  # another key: other masks and draws

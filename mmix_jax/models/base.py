@@ -3,7 +3,8 @@
 A model with n mix points is split into segments 0..n−1; mix point i is the input of segment i
 (point 0 is the model input) and the last segment ends in the logits. The base class runs the
 chain, mixing at point i iff `mix_layer == i` and sowing the state at each point, so every model
-honours the mixing contract of DESIGN.md in one place.
+honours the mixing contract (`mmix_jax.mixup.maybe_mix`, README "Use it from your own JAX
+code") in one place.
 
 Reading hidden representations: each point's state (after any mixing there) is sown into the
 "intermediates" collection as `mix_point_{i}`:
