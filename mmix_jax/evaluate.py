@@ -28,11 +28,12 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, PartitionSpec as P
 
 from mmix_jax import parallel
 from mmix_jax.data.augment import standardize
 from mmix_jax.data.pipeline import ArrayDataset, eval_batches
+from mmix_jax.data.zca import whiten
 from mmix_jax.losses import bce_loss
 from mmix_jax.state import TrainState
 
@@ -50,13 +51,24 @@ class InputSpace:
 
     mean: Optional[tuple[float, ...]] = None
     std: Optional[tuple[float, ...]] = None
+    whiten: bool = False  # ZCA after normalisation: its arrays come as the functions' constants
 
     def to_pixels(self, images: jax.Array) -> jax.Array:
         images = images.astype(jnp.float32)
         return images / 255.0 if self.mean is not None else images
 
-    def to_model(self, pixels: jax.Array) -> jax.Array:
+    def to_model(self, pixels: jax.Array, constants: Optional[dict] = None) -> jax.Array:
+        if self.mean is None:
+            return pixels
+        inputs = standardize(pixels, self.mean, self.std)
+        return whiten(inputs, constants) if self.whiten else inputs
+
+    def normalized(self, pixels: jax.Array) -> jax.Array:
+        """The space FGSM attacks by default: after normalisation, before any whitening."""
         return pixels if self.mean is None else standardize(pixels, self.mean, self.std)
+
+    def from_normalized(self, inputs: jax.Array, constants: Optional[dict] = None) -> jax.Array:
+        return whiten(inputs, constants) if self.whiten else inputs
 
     def clip(self, pixels: jax.Array) -> jax.Array:
         return jnp.clip(pixels, 0.0, 1.0) if self.mean is not None else pixels
@@ -119,9 +131,11 @@ def class_spectra(representations: np.ndarray, labels: np.ndarray,
 
 # ---------------------------------------------------------------- per-example device functions
 
-def logits_fn(space: InputSpace) -> Callable[[TrainState, Batch], jax.Array]:
-    def fn(state: TrainState, batch: Batch) -> jax.Array:
-        inputs = space.to_model(space.to_pixels(batch["image"]))
+def logits_fn(space: InputSpace) -> Callable[..., jax.Array]:
+    """Per-example logits; the functions here take (state, batch[, constants]), the constants
+    being the whitening arrays of a `space` that whitens."""
+    def fn(state: TrainState, batch: Batch, constants: Optional[dict] = None) -> jax.Array:
+        inputs = space.to_model(space.to_pixels(batch["image"]), constants)
         return state.apply_fn(state.variables(), inputs, train=False)
     return fn
 
@@ -135,9 +149,15 @@ def fgsm_logits_fn(space: InputSpace, epsilon: float,
     if attack_space not in FGSM_SPACES:
         raise ValueError(f"FGSM space {attack_space!r}: choose one of {FGSM_SPACES}.")
 
-    def fn(state: TrainState, batch: Batch) -> jax.Array:
+    def fn(state: TrainState, batch: Batch, constants: Optional[dict] = None) -> jax.Array:
         def logits_of(inputs: jax.Array) -> jax.Array:
             return state.apply_fn(state.variables(), inputs, train=False)
+
+        def to_model(pixels: jax.Array) -> jax.Array:
+            return space.to_model(pixels, constants)
+
+        def from_normalized(inputs: jax.Array) -> jax.Array:
+            return space.from_normalized(inputs, constants)
 
         def attacked(x: jax.Array, to_model: Callable[[jax.Array], jax.Array]) -> jax.Array:
             def loss(x: jax.Array) -> jax.Array:
@@ -147,8 +167,9 @@ def fgsm_logits_fn(space: InputSpace, epsilon: float,
 
         pixels = space.to_pixels(batch["image"])
         if attack_space == "normalized":
-            return logits_of(attacked(space.to_model(pixels), lambda x: x))
-        return logits_of(space.to_model(space.clip(attacked(pixels, space.to_model))))
+            return logits_of(from_normalized(attacked(space.normalized(pixels),
+                                                      from_normalized)))
+        return logits_of(to_model(space.clip(attacked(pixels, to_model))))
 
     return fn
 
@@ -156,8 +177,8 @@ def fgsm_logits_fn(space: InputSpace, epsilon: float,
 def representation_fn(space: InputSpace, point: int) -> Callable[[TrainState, Batch], jax.Array]:
     """The (float32) state at mix point `point`, as sown by the model, flattened per example."""
 
-    def fn(state: TrainState, batch: Batch) -> jax.Array:
-        inputs = space.to_model(space.to_pixels(batch["image"]))
+    def fn(state: TrainState, batch: Batch, constants: Optional[dict] = None) -> jax.Array:
+        inputs = space.to_model(space.to_pixels(batch["image"]), constants)
         _, sown = state.apply_fn(state.variables(), inputs, train=False,
                                  mutable=["intermediates"])
         hidden = sown["intermediates"][f"mix_point_{point}"][0]
@@ -167,12 +188,13 @@ def representation_fn(space: InputSpace, point: int) -> Callable[[TrainState, Ba
 
 
 def run_per_example(fn: Callable, state: TrainState, dataset: ArrayDataset, batch_size: int,
-                    mesh: Mesh) -> np.ndarray:
-    """`fn` (already `parallel.make_per_example_fn`-ed) over the whole split, padding dropped."""
+                    mesh: Mesh, *constants: Any) -> np.ndarray:
+    """`fn` (already `parallel.make_per_example_fn`-ed) over the whole split, padding dropped;
+    `constants`, if any, passed to it after the batch."""
     outputs = []
     for batch in eval_batches(dataset, batch_size):
         mask = batch.pop("mask")
-        out = fn(state, parallel.shard_batch(parallel.process_share(batch), mesh))
+        out = fn(state, parallel.shard_batch(parallel.process_share(batch), mesh), *constants)
         outputs.append((out, mask))
     return np.concatenate([np.asarray(parallel.to_host(out))[mask > 0] for out, mask in outputs])
 
@@ -191,29 +213,36 @@ class EvalSettings:
 def per_example_step(mesh: Mesh, kind: str, space: InputSpace, *args: Any) -> Callable:
     """jit(shard_map) of the per-example function `kind` ("logits", "fgsm" with (ε, attack
     space), "representation" with a mix point), built once per arguments: an evaluation
-    repeated during training reuses the compiled function."""
+    repeated during training reuses the compiled function. A whitening `space` takes its
+    constants as a third, replicated argument."""
     build = {"logits": logits_fn, "fgsm": fgsm_logits_fn, "representation": representation_fn}
-    return parallel.make_per_example_fn(mesh, build[kind](space, *args))
+    in_specs = (P(), P(parallel.DATA_AXIS)) + ((P(),) if space.whiten else ())
+    return jax.jit(jax.shard_map(build[kind](space, *args), mesh=mesh, in_specs=in_specs,
+                                 out_specs=P(parallel.DATA_AXIS)))
 
 
 def full_evaluation(state: TrainState, dataset: ArrayDataset, space: InputSpace,
                     settings: EvalSettings, batch_size: int, mesh: Mesh,
-                    num_classes: int) -> dict[str, Any]:
-    """Error, NLL, ECE; FGSM accuracy if ε > 0; the class spectra if a point is chosen."""
+                    num_classes: int, constants: Optional[dict] = None) -> dict[str, Any]:
+    """Error, NLL, ECE; FGSM accuracy if ε > 0; the class spectra if a point is chosen.
+    `constants`: the whitening arrays when `space.whiten` (data.preprocess_constants)."""
+    if space.whiten and constants is None:
+        raise ValueError("InputSpace(whiten=True) needs the ZCA arrays as `constants`.")
+    extra = (parallel.replicate(constants, mesh),) if space.whiten else ()
     logits = run_per_example(per_example_step(mesh, "logits", space), state, dataset,
-                             batch_size, mesh)
+                             batch_size, mesh, *extra)
     results: dict[str, Any] = classification_metrics(logits, dataset.labels, settings.ece_bins)
     if settings.fgsm_epsilon > 0:
         attacked = run_per_example(
             per_example_step(mesh, "fgsm", space, settings.fgsm_epsilon, settings.fgsm_space),
-            state, dataset, batch_size, mesh)
+            state, dataset, batch_size, mesh, *extra)
         results["fgsm_epsilon"] = settings.fgsm_epsilon
         results["fgsm_space"] = settings.fgsm_space
         results["fgsm_accuracy"] = float(np.mean(attacked.argmax(axis=-1) == dataset.labels))
     if settings.spectrum_point >= 0:
         hidden = run_per_example(
             per_example_step(mesh, "representation", space, settings.spectrum_point),
-            state, dataset, batch_size, mesh)
+            state, dataset, batch_size, mesh, *extra)
         results["spectrum_point"] = settings.spectrum_point
         results["spectrum"] = class_spectra(hidden, dataset.labels, num_classes)
     return results

@@ -39,7 +39,12 @@ class _Pass:
     perm: Optional[jax.Array]
     lam: Optional[jax.Array]
     batch: int
+    shapes: dict[int, list[tuple[int, ...]]]  # each point's variable shapes in the model
     calls: dict[int, int] = dataclasses.field(default_factory=dict)
+
+
+def _variable_shapes(module: nnx.Module) -> list[tuple[int, ...]]:
+    return [tuple(leaf.shape) for leaf in jax.tree.leaves(nnx.state(module))]
 
 
 _CURRENT: contextvars.ContextVar[Optional[_Pass]] = contextvars.ContextVar("mmix_pass",
@@ -54,6 +59,11 @@ def _point_class(cls: type, point: int, path: str) -> type:
         if current is None:
             return out
         current.calls[point] = current.calls.get(point, 0) + 1
+        if _variable_shapes(self) != current.shapes[point]:
+            raise MixPointError(
+                f"mix point {path!r} runs inside an NNX transform that slices its variables "
+                "(nnx.scan or nnx.vmap over stacked layers): it would be mixed once per layer. "
+                "Name a submodule outside the stack, or the module that runs the scan.")
         if current.calls[point] > 1:
             raise MixPointError(f"mix point {path!r} was called {current.calls[point]} times in "
                                 "one forward pass (a shared submodule): name one used once.")
@@ -74,7 +84,9 @@ def _model_class(cls: type, points: tuple[str, ...]) -> type:
                  **kwargs: Any) -> Any:
         if mix_layer is not None:
             chex.assert_shape(perm, (x.shape[0],))
-        current = _Pass(mix_layer, perm, lam, x.shape[0])
+        modules = {"/".join(map(str, path)): module for path, module in nnx.iter_modules(self)}
+        shapes = {i: _variable_shapes(modules[path]) for i, path in enumerate(points, 1)}
+        current = _Pass(mix_layer, perm, lam, x.shape[0], shapes)
         token = _CURRENT.set(current)
         try:
             out = cls.__call__(self, maybe_mix(x, 0, mix_layer, perm, lam), *args, **kwargs)

@@ -68,69 +68,98 @@ def check_divisible(global_batch_size: int, mesh: Mesh, what: str = "config.batc
                          f"use a multiple of {devices}.")
 
 
+class StepWithConstants:
+    """A compiled step called with replicated `constants` (e.g. a ZCA matrix) as its last
+    argument: passed on every call, never embedded in the program (a closed-over array is a
+    literal in every compiled step: 4 MB of matrix, 8 MB of StableHLO)."""
+
+    def __init__(self, jitted: Callable[..., Any], constants: Any, mesh: Mesh):
+        self.jitted, self.constants = jitted, replicate(constants, mesh)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.jitted(*args, self.constants)
+
+    def lower(self, *args: Any) -> Any:
+        return self.jitted.lower(*args, self.constants)
+
+    def trace(self, *args: Any) -> Any:
+        return self.jitted.trace(*args, self.constants)
+
+
+def _sharded_jit(per_device: Callable[..., Any], mesh: Mesh, in_specs: tuple, out_specs: Any,
+                 constants: Any, donate: bool = False) -> Callable[..., Any]:
+    """jit(shard_map(per_device)); with `constants`, one more replicated argument for them."""
+    if constants is not None:
+        in_specs = (*in_specs, P())
+    jitted = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=in_specs,
+                                   out_specs=out_specs), donate_argnums=(0,) if donate else ())
+    return jitted if constants is None else StepWithConstants(jitted, constants, mesh)
+
+
 def make_train_step(spec: MixSpec, mesh: Mesh, *,
-                    preprocess: Optional[Callable[[jax.Array, Batch], Batch]] = None,
+                    preprocess: Optional[Callable[..., Batch]] = None, constants: Any = None,
                     donate: bool = True) -> Callable[[TrainState, Batch, jax.Array],
                                                      tuple[TrainState, Metrics]]:
-    """jit(shard_map(mixup_step)) over `mesh`; `preprocess(rng, local_batch)` runs first on device.
+    """jit(shard_map(mixup_step)) over `mesh`; `preprocess(rng, local_batch)` runs first on device
+    (`preprocess(rng, local_batch, constants)` when `constants` are given: see
+    StepWithConstants).
 
     The returned function takes (replicated state, data-sharded batch, step key) and returns the
     replicated new state and metrics. The state is donated unless `donate=False`.
     """
 
-    def per_device(state: TrainState, batch: Batch, rng: jax.Array):
+    def per_device(state: TrainState, batch: Batch, rng: jax.Array, *extra: Any):
         if preprocess is not None:
             prep_rng, rng = jax.random.split(rng)
             prep_rng = jax.random.fold_in(prep_rng, jax.lax.axis_index(DATA_AXIS))
-            batch = preprocess(prep_rng, batch)
+            batch = preprocess(prep_rng, batch, *extra)
         return mixup_step(state, batch, rng, config=spec, axis_name=DATA_AXIS)
 
-    sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P()),
-                            out_specs=(P(), P()))
-    return jax.jit(sharded, donate_argnums=(0,) if donate else ())
+    return _sharded_jit(per_device, mesh, (P(), P(DATA_AXIS), P()), (P(), P()), constants,
+                        donate)
 
 
 def make_ssl_train_step(spec: SemiSupervisedSpec, mesh: Mesh, *,
-                        preprocess: Optional[Callable[[jax.Array, Batch], Batch]] = None,
+                        preprocess: Optional[Callable[..., Batch]] = None,
+                        constants: Any = None,
                         donate: bool = True) -> Callable[[TrainState, Any, jax.Array],
                                                          tuple[TrainState, Metrics]]:
     """jit(shard_map(ssl_mixup_step)) over `mesh` for batches {"labeled", "unlabeled"} (both
     sharded on the data axis); `preprocess` augments each with its own key first."""
 
-    def per_device(state: TrainState, batch: Any, rng: jax.Array):
+    def per_device(state: TrainState, batch: Any, rng: jax.Array, *extra: Any):
         labeled, unlabeled = batch["labeled"], batch["unlabeled"]
         if preprocess is not None:
             prep_rng, rng = jax.random.split(rng)
             prep_rng = jax.random.fold_in(prep_rng, jax.lax.axis_index(DATA_AXIS))
             labeled_rng, unlabeled_rng = jax.random.split(prep_rng)
-            labeled = preprocess(labeled_rng, labeled)
-            unlabeled = preprocess(unlabeled_rng, unlabeled)
+            labeled = preprocess(labeled_rng, labeled, *extra)
+            unlabeled = preprocess(unlabeled_rng, unlabeled, *extra)
         return ssl_mixup_step(state, labeled, unlabeled, rng, config=spec, axis_name=DATA_AXIS)
 
-    sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P()),
-                            out_specs=(P(), P()))
-    return jax.jit(sharded, donate_argnums=(0,) if donate else ())
+    return _sharded_jit(per_device, mesh, (P(), P(DATA_AXIS), P()), (P(), P()), constants,
+                        donate)
 
 
-def make_eval_step(mesh: Mesh, *, preprocess: Optional[Callable[[Batch], Batch]] = None
-                   ) -> Callable[[TrainState, Batch], Metrics]:
-    """jit(shard_map(eval_step)) over `mesh`, summed over devices."""
+def make_eval_step(mesh: Mesh, *, preprocess: Optional[Callable[..., Batch]] = None,
+                   constants: Any = None) -> Callable[[TrainState, Batch], Metrics]:
+    """jit(shard_map(eval_step)) over `mesh`, summed over devices (`preprocess(local_batch)`, or
+    `preprocess(local_batch, constants)`, first)."""
 
-    def per_device(state: TrainState, batch: Batch) -> Metrics:
+    def per_device(state: TrainState, batch: Batch, *extra: Any) -> Metrics:
         if preprocess is not None:
-            batch = preprocess(batch)
+            batch = preprocess(batch, *extra)
         return jax.lax.psum(eval_step(state, batch), DATA_AXIS)
 
-    return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS)),
-                                 out_specs=P()))
+    return _sharded_jit(per_device, mesh, (P(), P(DATA_AXIS)), P(), constants)
 
 
-def make_per_example_fn(mesh: Mesh, fn: Callable[[TrainState, Batch], Any]
+def make_per_example_fn(mesh: Mesh, fn: Callable[..., Any], constants: Any = None
                         ) -> Callable[[TrainState, Batch], Any]:
-    """jit(shard_map(fn)) for `fn(state, local_batch)` returning per-example arrays [B_local, ...];
-    the outputs come back sharded on the data axis (global [B, ...])."""
-    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(P(), P(DATA_AXIS)),
-                                 out_specs=P(DATA_AXIS)))
+    """jit(shard_map(fn)) for `fn(state, local_batch)` (or `fn(state, local_batch, constants)`)
+    returning per-example arrays [B_local, ...]; the outputs come back sharded on the data axis
+    (global [B, ...])."""
+    return _sharded_jit(fn, mesh, (P(), P(DATA_AXIS)), P(DATA_AXIS), constants)
 
 
 def to_host(tree: Any) -> Any:
@@ -141,6 +170,6 @@ def to_host(tree: Any) -> Any:
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
-__all__ = ["DATA_AXIS", "check_divisible", "make_eval_step", "make_mesh",
+__all__ = ["DATA_AXIS", "StepWithConstants", "check_divisible", "make_eval_step", "make_mesh",
            "make_per_example_fn", "make_ssl_train_step", "make_train_step", "to_host",
            "process_share", "replicate", "replicated", "shard_batch"]

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import json
 import time
-from typing import Any, Iterator, Union
+from typing import Any, Callable, Iterator, Union
 
 import jax
 from etils import epath
@@ -28,7 +28,7 @@ from mmix_jax import parallel
 from mmix_jax.checkpoint import Checkpoints, PreemptedError, Preemption, abstract_like
 from mmix_jax.configuration import RunSpec
 from mmix_jax.data import (ArrayDataset, SemiSupervisedBatches, Splits, TrainBatches,
-                           eval_preprocess, train_preprocess)
+                           eval_preprocess, preprocess_constants, train_preprocess)
 from mmix_jax.errors import ConfigError, WorkdirError
 from mmix_jax.evaluate import InputSpace, evaluate_dataset, full_evaluation
 from mmix_jax.optim import make_optimizer
@@ -69,19 +69,34 @@ def train_batches(spec: RunSpec, splits: Splits) -> Batches:
                                  spec.semi_supervised.unlabeled_batch_size, spec.seed)
 
 
-def initial_state(spec: RunSpec, batches: Batches,
-                  init_key: jax.Array) -> tuple[TrainState, Any]:
-    """A fresh TrainState with the paper's SGD (and a mean teacher where the run uses one),
-    and the learning-rate schedule (per step)."""
+def state_builder(spec: RunSpec, batches: Batches
+                  ) -> tuple[Callable[[jax.Array], TrainState], Any]:
+    """(init_key ↦ a fresh TrainState with the paper's SGD and a mean teacher where the run uses
+    one, the learning-rate schedule per step). Pure, so it is jitted straight onto the mesh
+    (`initial_state`) or only shaped (`abstract_state`)."""
     tx, schedule = make_optimizer(spec.optimizer, batches.steps_per_epoch)
     example = batches[0]
     example = example.get("labeled", example)
     sample_input = jnp.zeros(example["image"].shape, jnp.float32)
     model = spec.model.build(spec.num_classes)
-    state = create_train_state(model, tx, init_key, sample_input, init=spec.model.init)
-    if spec.semi_supervised is not None and spec.semi_supervised.spec.uses_teacher:
-        state = with_teacher(state)
-    return state, schedule
+    uses_teacher = spec.semi_supervised is not None and spec.semi_supervised.spec.uses_teacher
+
+    def build(init_key: jax.Array) -> TrainState:
+        state = create_train_state(model, tx, init_key, sample_input, init=spec.model.init)
+        return with_teacher(state) if uses_teacher else state
+
+    return build, schedule
+
+
+def abstract_state(build: Callable[[jax.Array], TrainState], mesh: jax.sharding.Mesh) -> Any:
+    """The state's shapes, replicated on `mesh`, without computing it: the restore target."""
+    return abstract_like(jax.eval_shape(build, jax.random.key(0)), parallel.replicated(mesh))
+
+
+def initial_state(build: Callable[[jax.Array], TrainState], init_key: jax.Array,
+                  mesh: jax.sharding.Mesh) -> TrainState:
+    """The fresh state, computed once under jit straight into its replicated placement."""
+    return jax.jit(build, out_shardings=parallel.replicated(mesh))(init_key)
 
 
 def evaluated(spec: RunSpec, state: TrainState) -> TrainState:
@@ -94,10 +109,12 @@ def evaluated(spec: RunSpec, state: TrainState) -> TrainState:
 def make_step(spec: RunSpec, splits: Splits, mesh: jax.sharding.Mesh, steps_per_epoch: int):
     """The compiled training step of the run (supervised or semi-supervised)."""
     preprocess = train_preprocess(spec.data, splits)
+    constants = preprocess_constants(splits)
     if spec.semi_supervised is None:
-        return parallel.make_train_step(spec.mix, mesh, preprocess=preprocess)
+        return parallel.make_train_step(spec.mix, mesh, preprocess=preprocess,
+                                        constants=constants)
     return parallel.make_ssl_train_step(spec.semi_supervised.step_spec(steps_per_epoch), mesh,
-                                        preprocess=preprocess)
+                                        preprocess=preprocess, constants=constants)
 
 
 def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
@@ -115,16 +132,17 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
     batches = train_batches(spec, splits)
     total_steps = spec.num_epochs * batches.steps_per_epoch
     init_key, step_key = jax.random.split(jax.random.key(spec.seed))
-    state, schedule = initial_state(spec, batches, init_key)
+    build, schedule = state_builder(spec, batches)
     has_validation = splits.validation is not None
     checkpoints = Checkpoints(workdir, spec.checkpoint.settings(batches.steps_per_epoch))
-    abstract_state = abstract_like(state, parallel.replicated(mesh))
-    restored = checkpoints.restore_latest(abstract_state, spec.config)
-    state = restored if restored is not None else parallel.replicate(state, mesh)
+    target = abstract_state(build, mesh)
+    restored = checkpoints.restore_latest(target, spec.config)
+    state = restored if restored is not None else initial_state(build, init_key, mesh)
     start_step = int(jax.device_get(state.step))
     history = History(workdir, start_step)
     train_step = make_step(spec, splits, mesh, batches.steps_per_epoch)
-    eval_step = parallel.make_eval_step(mesh, preprocess=eval_preprocess(splits))
+    eval_step = parallel.make_eval_step(mesh, preprocess=eval_preprocess(splits),
+                                        constants=preprocess_constants(splits))
 
     def evaluate(dataset: ArrayDataset) -> dict[str, float]:
         return evaluate_dataset(eval_step, evaluated(spec, state), dataset,
@@ -187,7 +205,7 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
             best_step = checkpoints.best_step()
             if best_step != total_steps:  # else: the final evaluation below is the same
                 val_selected = evaluate_test_split(
-                    spec, checkpoints.restore_step(best_step, abstract_state), splits, mesh,
+                    spec, checkpoints.restore_step(best_step, target), splits, mesh,
                     workdir, VAL_SELECTED_FILE)
     finally:
         preemption.restore()
@@ -224,8 +242,10 @@ def evaluate_test_split(spec: RunSpec, state: TrainState, splits: Splits,
                         filename: str = EVALUATION_FILE) -> dict[str, Any]:
     """The full evaluation (error, NLL, ECE, FGSM, spectrum) of the test split; process 0
     writes it to workdir/`filename`."""
-    results = full_evaluation(evaluated(spec, state), splits.test, InputSpace(splits.mean, splits.std), spec.eval,
-                              spec.eval_batch_size, mesh, spec.num_classes)
+    space = InputSpace(splits.mean, splits.std, whiten=splits.zca is not None)
+    results = full_evaluation(evaluated(spec, state), splits.test, space, spec.eval,
+                              spec.eval_batch_size, mesh, spec.num_classes,
+                              preprocess_constants(splits))
     results["step"] = int(jax.device_get(state.step))
     if jax.process_index() == 0:
         write_json_atomically(workdir / filename, results)
@@ -245,11 +265,10 @@ def stored_checkpoints(spec: RunSpec, workdir: epath.Path, splits: Splits,
     """The run's Checkpoints (closed on exit), the abstract state to restore onto the mesh, and
     the updates per epoch."""
     batches = train_batches(spec, splits)
-    state, _ = initial_state(spec, batches, jax.random.key(spec.seed))  # the restore target
+    build, _ = state_builder(spec, batches)
     checkpoints = Checkpoints(workdir, spec.checkpoint.settings(batches.steps_per_epoch))
     try:
-        yield (checkpoints, abstract_like(state, parallel.replicated(mesh)),
-               batches.steps_per_epoch)
+        yield checkpoints, abstract_state(build, mesh), batches.steps_per_epoch
     finally:
         checkpoints.close()
 
@@ -257,8 +276,8 @@ def stored_checkpoints(spec: RunSpec, workdir: epath.Path, splits: Splits,
 def restore_newest(spec: RunSpec, workdir: epath.Path, splits: Splits,
                    mesh: jax.sharding.Mesh) -> TrainState:
     """The newest checkpoint's state of the run in `workdir` (WorkdirError if there is none)."""
-    with stored_checkpoints(spec, workdir, splits, mesh) as (checkpoints, abstract_state, _):
-        restored = checkpoints.restore_latest(abstract_state, spec.config)
+    with stored_checkpoints(spec, workdir, splits, mesh) as (checkpoints, target, _):
+        restored = checkpoints.restore_latest(target, spec.config)
     if restored is None:
         raise WorkdirError(f"{workdir / 'checkpoints'} holds no checkpoint to evaluate: train "
                            "first, or pass the --workdir of a run.")
@@ -282,13 +301,13 @@ def evaluate_checkpoint(spec: RunSpec, workdir: epath.Path, splits: Splits) -> d
 def evaluate_val_selected(spec: RunSpec, workdir: epath.Path, splits: Splits,
                           mesh: jax.sharding.Mesh) -> dict[str, Any]:
     """Evaluates the kept checkpoint with the best validation metric and records it."""
-    with stored_checkpoints(spec, workdir, splits, mesh) as (checkpoints, abstract_state,
+    with stored_checkpoints(spec, workdir, splits, mesh) as (checkpoints, target,
                                                              steps_per_epoch):
         best_step = checkpoints.best_step()
         if best_step is None:
             raise WorkdirError(f"{workdir / 'checkpoints'} holds no checkpoint with validation "
                                "metrics to choose from.")
-        state = checkpoints.restore_step(best_step, abstract_state)
+        state = checkpoints.restore_step(best_step, target)
     results = evaluate_test_split(spec, state, splits, mesh, workdir, VAL_SELECTED_FILE)
     summary_path = workdir / SUMMARY_FILE
     if jax.process_index() == 0 and summary_path.exists():

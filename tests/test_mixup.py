@@ -101,3 +101,18 @@ def test_mixspec_is_hashable_and_normalises_layers():
     assert hash(spec) == hash(MixSpec(num_classes=10, mix_layers=(0, 1)))
     assert not MixSpec(num_classes=10, mix_layers=()).mixes
     assert not MixSpec(num_classes=10, alpha=0.0).mixes
+
+
+def test_bfloat16_states_are_mixed_in_float32_with_the_targets_lambda():
+    """λ = 0.3 is 0.30078125 in bfloat16: mixing with it would weight hidden states and targets
+    differently. The mix is computed in float32 with the float32 λ and rounded once."""
+    h = jax.random.normal(jax.random.key(3), (64, 8)).astype(jnp.bfloat16)
+    perm = jax.random.permutation(jax.random.key(4), 64)
+    lam = jnp.float32(0.3)
+    wide = h.astype(jnp.float32)
+    expected = (wide + (1 - lam) * (wide[perm] - wide)).astype(jnp.bfloat16)
+    np.testing.assert_array_equal(np.asarray(mix(h, perm, lam), np.float32),
+                                  np.asarray(expected, np.float32))
+    lam16 = lam.astype(jnp.bfloat16)  # what mixing in bfloat16 did
+    rounded = h + (1 - lam16) * (h[perm] - h)
+    assert (np.asarray(rounded, np.float32) != np.asarray(expected, np.float32)).any()

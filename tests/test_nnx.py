@@ -168,3 +168,51 @@ def test_identical_models_share_classes_and_dropout_comes_from_the_step_key():
         kernels.append(np.asarray(model.dense.kernel[...]))
     np.testing.assert_array_equal(kernels[0], kernels[1])  # same step key: same update
     assert not np.array_equal(kernels[1], kernels[2])  # another key: other masks and draws
+
+
+class Layer(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.linear = nnx.Linear(4, 4, rngs=rngs)
+
+    def __call__(self, x):
+        return self.linear(x)
+
+
+class ScannedStack(nnx.Module):
+    """The usual scan over layers: three layers' variables stacked by nnx.vmap, run by nnx.scan."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        @nnx.split_rngs(splits=3)
+        @nnx.vmap(in_axes=(0,), out_axes=0)
+        def make(rngs):
+            return Layer(rngs)
+
+        self.layers = make(rngs)
+
+    def __call__(self, x):
+        @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)
+        def body(x, layer):
+            return layer(x)
+
+        return body(x, self.layers)
+
+
+class RematLayer(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.layer = Layer(rngs)
+
+    def __call__(self, x):
+        return nnx.remat(lambda layer, x: layer(x))(self.layer, x)
+
+
+def test_a_mix_point_inside_a_scan_over_layers_is_refused_but_remat_is_fine():
+    x = jax.random.normal(jax.random.key(1), (4, 4))
+    perm, lam = jnp.array([1, 2, 3, 0]), jnp.float32(0.3)
+    stacked = mnnx.mixable(ScannedStack(nnx.Rngs(0)), points=("layers",))
+    with pytest.raises(MixPointError, match="'layers' runs inside an NNX transform that slices "
+                                            "its variables"):
+        stacked(x, mix_layer=1, perm=perm, lam=lam)
+    remat = mnnx.mixable(RematLayer(nnx.Rngs(0)), points=("layer",))  # a copy, same shapes
+    plain = remat(x)
+    np.testing.assert_allclose(remat(x, mix_layer=1, perm=perm, lam=lam),
+                               0.3 * plain + 0.7 * plain[perm], rtol=1e-5, atol=1e-6)

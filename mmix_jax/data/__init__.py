@@ -19,9 +19,10 @@ from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mmix_jax.data.augment import augment, normalize
-from mmix_jax.data.zca import ZCA, fit_zca
+from mmix_jax.data.zca import ZCA, fit_zca, whiten
 from mmix_jax.data.pipeline import ArrayDataset, SemiSupervisedBatches, TrainBatches, eval_batches
 from mmix_jax.data.synthetic import off_data_grid, two_spirals
 from mmix_jax.data.npz_source import read_npz
@@ -160,29 +161,42 @@ def load_dataset(spec: DataSpec, seed: int, num_classes: Optional[int] = None) -
                     f"{DATASET_NAMES}.")
 
 
-def eval_preprocess(splits: Splits) -> Optional[Callable[[Batch], Batch]]:
-    """uint8 → normalised float32 on device (None for non-image data)."""
+def preprocess_constants(splits: Splits) -> Optional[dict[str, np.ndarray]]:
+    """The arrays the preprocessing needs (the ZCA transform), to pass to compiled steps as an
+    argument (`parallel.make_train_step(..., constants=...)`); None when there are none."""
+    return None if splits.zca is None else splits.zca.arrays()
+
+
+def _whitened(images: jax.Array, splits: Splits, constants: Optional[dict]) -> jax.Array:
+    if splits.zca is None:
+        return images
+    return whiten(images, constants if constants is not None else splits.zca.arrays())
+
+
+def eval_preprocess(splits: Splits) -> Optional[Callable[..., Batch]]:
+    """uint8 → normalised (and whitened) float32 on device (None for non-image data); takes the
+    `preprocess_constants` as a second argument (or closes over them without it)."""
     if not splits.is_image_data:
         return None
 
-    def preprocess(batch: Batch) -> Batch:
+    def preprocess(batch: Batch, constants: Optional[dict] = None) -> Batch:
         images = normalize(batch["image"], splits.mean, splits.std)
-        return dict(batch, image=images if splits.zca is None else splits.zca(images))
+        return dict(batch, image=_whitened(images, splits, constants))
 
     return preprocess
 
 
-def train_preprocess(spec: DataSpec, splits: Splits
-                     ) -> Optional[Callable[[jax.Array, Batch], Batch]]:
-    """Random crop (zero padding) / flip as configured, then normalisation, on device."""
+def train_preprocess(spec: DataSpec, splits: Splits) -> Optional[Callable[..., Batch]]:
+    """Random crop (zero padding) / flip as configured, then normalisation (and whitening), on
+    device; takes the `preprocess_constants` as a third argument."""
     if not splits.is_image_data:
         return None
     padding, flip = spec.crop_padding, spec.flip
 
-    def preprocess(rng: jax.Array, batch: Batch) -> Batch:
+    def preprocess(rng: jax.Array, batch: Batch, constants: Optional[dict] = None) -> Batch:
         images = augment(rng, batch["image"], crop_padding=padding, flip=flip)
         images = normalize(images, splits.mean, splits.std, jnp.float32)
-        return dict(batch, image=images if splits.zca is None else splits.zca(images))
+        return dict(batch, image=_whitened(images, splits, constants))
 
     return preprocess
 
@@ -190,4 +204,4 @@ def train_preprocess(spec: DataSpec, splits: Splits
 __all__ = ["ArrayDataset", "DATASET_NAMES", "DataSpec", "IMAGE_SOURCES", "NORMALIZATIONS", "NPZ",
            "SemiSupervisedBatches", "Splits", "TrainBatches", "ZCA",
            "eval_batches", "eval_preprocess", "load_dataset", "off_data_grid",
-           "train_preprocess", "two_spirals"]
+           "preprocess_constants", "train_preprocess", "two_spirals"]

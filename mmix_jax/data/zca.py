@@ -25,12 +25,21 @@ class ZCA:
     mean: np.ndarray
     components: np.ndarray
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The transform as arrays, to pass to a compiled step as an argument (`whiten`)."""
+        return {"zca_mean": self.mean, "zca_components": self.components}
+
     def __call__(self, images: jax.Array) -> jax.Array:
-        chex.assert_rank(images, 4)
-        flat = images.reshape(images.shape[0], -1).astype(jnp.float32)
-        chex.assert_axis_dimension(flat, 1, self.mean.shape[0])
-        white = (flat - jnp.asarray(self.mean)) @ jnp.asarray(self.components).T
-        return white.reshape(images.shape).astype(images.dtype)
+        return whiten(images, self.arrays())
+
+
+def whiten(images: jax.Array, arrays: dict[str, jax.Array]) -> jax.Array:
+    """The ZCA transform given as `ZCA.arrays()` applied to images [B, H, W, C]."""
+    chex.assert_rank(images, 4)
+    flat = images.reshape(images.shape[0], -1).astype(jnp.float32)
+    chex.assert_axis_dimension(flat, 1, arrays["zca_mean"].shape[0])
+    white = (flat - jnp.asarray(arrays["zca_mean"])) @ jnp.asarray(arrays["zca_components"]).T
+    return white.reshape(images.shape).astype(images.dtype)
 
 
 def fit_zca(images: np.ndarray, mean: Sequence[float], std: Sequence[float],
