@@ -141,6 +141,11 @@ class Checkpoints:
         self._manager.wait_until_finished()
 
     def close(self) -> None:
+        # Orbax's close() waits for saves but not for the start-up removal of a killed save's
+        # temporary folder: a process exiting right after a refusal would die with it running.
+        cleanup = getattr(self._manager, "_cleanup_tmp_directory_future", None)
+        if cleanup is not None:
+            cleanup.result()
         self._manager.close()
 
     def _set_aside(self, step: int, error: Exception) -> None:
@@ -153,7 +158,7 @@ class Checkpoints:
         logging.warning("checkpoint %s is unreadable (%s: %s); moved to %s, resuming from the "
                         "previous one", self.directory / str(step), type(error).__name__,
                         str(error).splitlines()[0][:200] if str(error) else "", target)
-        self._manager.close()
+        self.close()
         self._manager = self._open()
 
     def best_step(self) -> Optional[int]:

@@ -136,7 +136,11 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
     has_validation = splits.validation is not None
     checkpoints = Checkpoints(workdir, spec.checkpoint.settings(batches.steps_per_epoch))
     target = abstract_state(build, mesh)
-    restored = checkpoints.restore_latest(target, spec.config)
+    try:
+        restored = checkpoints.restore_latest(target, spec.config)
+    except BaseException:  # a refused resume: close (and let Orbax finish) before exiting
+        checkpoints.close()
+        raise
     state = restored if restored is not None else initial_state(build, init_key, mesh)
     start_step = int(jax.device_get(state.step))
     history = History(workdir, start_step)
