@@ -96,6 +96,22 @@ def profile_window(run_steps: Callable[[int], Any], steps: int, directory: pathl
     return str(directory)
 
 
+def step_runner(step: Callable, holder: dict, batch: Any, key: jax.Array
+                ) -> Callable[[int], Any]:
+    """run(n): n steps on `batch`, the state kept in holder["state"] (donated step to step),
+    each step's key folded from `key` with the running count holder["step"]."""
+
+    def run(n: int):
+        metrics = None
+        for _ in range(n):
+            holder["state"], metrics = step(holder["state"], batch,
+                                            jax.random.fold_in(key, holder["step"]))
+            holder["step"] += 1
+        return metrics
+
+    return run
+
+
 def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args,
                    wrapped: bool = False, prepare_only: bool = False) -> Any:
     """Times the step `mmix-train` runs: jit(shard_map(crop/flip/normalise + mixup_step)) with the
@@ -144,15 +160,7 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
         pass
 
     holder = {"state": state, "step": 0}
-
-    def run_on_device_batch(n: int):
-        metrics = None
-        for _ in range(n):
-            holder["state"], metrics = step(holder["state"], device_batch,
-                                            jax.random.fold_in(key, holder["step"]))
-            holder["step"] += 1
-        return metrics
-
+    run_on_device_batch = step_runner(step, holder, device_batch, key)
     run_on_device_batch(args.warmup)
     jax.block_until_ready(holder["state"])
     if prepare_only:

@@ -79,21 +79,12 @@ def ssl_case(batch_size: int, dtype: str, args) -> dict:
     compiled = step.lower(state, batch, key).compile()
     compile_s = time.perf_counter() - start
     hlo = compiled.as_text() or ""
-    holder = {"state": state, "step": 0}
-
-    def run(n: int):
-        metrics = None
-        for _ in range(n):
-            holder["state"], metrics = step(holder["state"], batch,
-                                            jax.random.fold_in(key, holder["step"]))
-            holder["step"] += 1
-        return metrics
-
+    run = benchmark.step_runner(step, {"state": state, "step": 0}, batch, key)
     jax.block_until_ready(run(args.warmup))
     times = benchmark.time_windows(run, args.steps, args.windows)
     median = statistics.median(times)
-    # Three forward passes (targets, labelled, unlabelled) and two backward: about 2.3× a
-    # supervised step's model FLOPs per labelled example; counted as 1 + 1 + 1/3 passes of 3.
+    # Three forward passes (targets, labelled, unlabelled) and two backward ones, with equal
+    # batches: 1 + 3 + 3 forward-pass units against a supervised step's 3, i.e. 7/3 of it.
     per_example = model_flops.train_flops_per_example(model, shape[1:], DTYPES[dtype])
     step_flops = batch_size * per_example * (1 + 1 + 1 / 3)
     peak = model_flops.peak_flops_per_s(jax.devices()[0].device_kind, dtype)

@@ -2,9 +2,9 @@
 """What mixing costs: Manifold / ERM and new / old mixing step time, timed windows interleaved.
 
 On a noisy host, cases timed one after the other drift apart by more than the effect measured
-(here ±15 % between invocations). This script compiles and warms up every case first, then times
-one window of each case in turn, `--rounds` times over, and reports each case's median and the
-median and 95 % bootstrap interval of the per-round ratios. "old" is the mixing before the select
+(here ±15 % between invocations). This script compiles and warms up every case first, then
+times one window of each case in a fresh random order, `--rounds` times over, and reports each
+case's median and the median and 95 % bootstrap interval of the per-round ratios. "old" is the mixing before the select
 (scripts/legacy_mixing.py: a lax.cond per point, jax.random.beta).
 
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python scripts/mixing_cost.py --width 16 \\
@@ -69,9 +69,10 @@ def main(argv=None) -> int:
             runs[f"{mode} old"] = benchmark.benchmark_case(
                 "preactresnet18", mode, batch, args.dtype, bench_args, prepare_only=True)
     times: dict[str, list[float]] = {name: [] for name in runs}
+    order = np.random.default_rng(0)
     for _ in range(2 if args.smoke else args.rounds):
-        for name, run in runs.items():
-            times[name].extend(benchmark.time_windows(run, args.steps, 1))
+        for name in order.permutation(list(runs)):  # a new order each round: no position bias
+            times[name].extend(benchmark.time_windows(runs[name], args.steps, 1))
     result = {"case": "mixing_cost", "batch": batch, "dtype": args.dtype,
               "width": 4 if args.smoke else args.width, "rounds": len(times["erm new"]),
               "devices": benchmark.jax.device_count(),
