@@ -127,7 +127,7 @@ def mixup_loss(model: nnx.Module, images: jax.Array, labels: jax.Array, draw: Mi
     if not config.mixes:
         logits = model(images)
         return get_loss(config.loss)(logits, one_hot), logits
-    logits = model(images, **draw.model_kwargs(config.mix_layers))
+    logits = model(images, **draw.model_kwargs(config.mix_layers, config.mixing))
     return get_loss(config.loss)(logits, mix_targets(one_hot, draw.perm, draw.lam)), logits
 
 

@@ -55,6 +55,7 @@ class SemiSupervisedSpec:
       unsupervised_alpha / unsupervised_layers: the same for the unlabelled term.
       unsupervised_weight_max: w_max. 0 gives the labelled-only baseline (no unlabelled passes).
       ema_decay: the mean teacher's decay (used with targets "mean_teacher").
+      mixing: "auto", "select" or "branch", for both terms (`MixSpec.mixing`).
     """
 
     num_classes: int
@@ -66,6 +67,7 @@ class SemiSupervisedSpec:
     unsupervised_layers: tuple[int, ...] = (0, 1, 2)
     unsupervised_weight_max: float = 1.0
     ema_decay: float = 0.999
+    mixing: str = "auto"
 
     def __post_init__(self):
         for name in ("supervised_layers", "unsupervised_layers"):
@@ -100,7 +102,7 @@ class SemiSupervisedSpec:
     def supervised_mix_spec(self) -> MixSpec:
         """The labelled term as a supervised MixSpec (cross-entropy against mixed targets)."""
         return MixSpec(num_classes=self.num_classes, alpha=self.supervised_alpha,
-                       mix_layers=self.supervised_layers, loss="soft_ce")
+                       mix_layers=self.supervised_layers, loss="soft_ce", mixing=self.mixing)
 
 
 def unsupervised_weight(step: jax.Array, config: SemiSupervisedSpec) -> jax.Array:
@@ -220,7 +222,7 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
         variables = {"params": params, **({"batch_stats": stats} if stats else {})}
         unsup_logits, updates = state.apply_fn(
             variables, unlabeled_images, train=True, mutable=["batch_stats"], rngs=unsup_rngs,
-            **unsup_draw.model_kwargs(config.unsupervised_layers))
+            **unsup_draw.model_kwargs(config.unsupervised_layers, config.mixing))
         unsup_loss = consistency_loss(unsup_logits, mixed_targets, config.targets)
         stats = updates.get("batch_stats", stats)
         return sup_loss + weight * unsup_loss, (sup_loss, unsup_loss, logits, stats)

@@ -55,7 +55,7 @@ def mixup_loss(params: Any, state: TrainState, images: jax.Array, labels: jax.Ar
     mix_args: dict[str, Any] = {}
     targets = one_hot
     if config.mixes:
-        mix_args = draw.model_kwargs(config.mix_layers)
+        mix_args = draw.model_kwargs(config.mix_layers, config.mixing)
         targets = mix_targets(one_hot, draw.perm, draw.lam)
     logits, updates = state.apply_fn(state.variables(params), images, train=True,
                                      mutable=["batch_stats"], rngs=rngs, **mix_args)

@@ -113,7 +113,8 @@ def step_runner(step: Callable, holder: dict, batch: Any, key: jax.Array
 
 
 def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args,
-                   wrapped: bool = False, prepare_only: bool = False) -> Any:
+                   wrapped: bool = False, prepare_only: bool = False,
+                   mixing: str = "auto") -> Any:
     """Times the step `mmix-train` runs: jit(shard_map(crop/flip/normalise + mixup_step)) with the
     batch sharded over every device of the mesh (one device unless --cpu-devices). With
     `prepare_only`, returns the warmed-up `run(n_steps)` function instead (scripts/mixing_cost.py
@@ -126,7 +127,8 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
     if wrapped:  # the same network as plain Linen, given its mix points by mmix_jax.mixable
         model = mixable(PlainPreActResNet18(args.num_classes, args.width or 64, DTYPES[dtype]),
                         points=("stages_0", "stages_1", "stages_2"))
-    spec = MixSpec(num_classes=args.num_classes, alpha=alpha, mix_layers=layers, loss="bce")
+    spec = MixSpec(num_classes=args.num_classes, alpha=alpha, mix_layers=layers, loss="bce",
+                   mixing=mixing)
     shape = (batch_size, args.image_size, args.image_size, 3)
     mesh = parallel.make_mesh()
     parallel.check_divisible(batch_size, mesh, "--batch-sizes")
@@ -172,7 +174,7 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
     peak = (args.peak_tflops * 1e12 if args.peak_tflops
             else model_flops.peak_flops_per_s(jax.devices()[0].device_kind, dtype))
     line = {
-        "case": "step", "model": model_name, "wrapped": wrapped, "mode": mode, "mixing": "select",
+        "case": "step", "model": model_name, "wrapped": wrapped, "mode": mode, "mixing": mixing,
         "batch": batch_size, "dtype": dtype,
         "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
         "devices": mesh.devices.size, "cross_device_bn": args.cross_device_bn,

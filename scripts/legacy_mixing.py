@@ -42,8 +42,10 @@ def cond_maybe_mix(h: jax.Array, point: int, mix_layer: Any, perm: Optional[jax.
                         lambda x: old_mix(x, perm, lam), lambda x: x, h)
 
 
-def _bare_layer_kwargs(draw: MixDraw, eligible: Sequence[int]) -> dict[str, Any]:
+def _bare_layer_kwargs(draw: MixDraw, eligible: Sequence[int], mixing: str = "auto"
+                       ) -> dict[str, Any]:
     """The old model arguments: the bare traced k, whatever the eligible set."""
+    del mixing
     if not tuple(eligible):
         return {}
     return {"mix_layer": draw.layer, "perm": draw.perm, "lam": draw.lam}

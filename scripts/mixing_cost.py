@@ -4,8 +4,10 @@
 On a noisy host, cases timed one after the other drift apart by more than the effect measured
 (here ±15 % between invocations). This script compiles and warms up every case first, then
 times one window of each case in a fresh random order, `--rounds` times over, and reports each
-case's median and the median and 95 % bootstrap interval of the per-round ratios. "old" is the mixing before the select
-(scripts/legacy_mixing.py: a lax.cond per point, jax.random.beta).
+case's median and the median and 95 % bootstrap interval of the per-round ratios. "old" is the
+mixing before the select (scripts/legacy_mixing.py: a lax.cond at every point,
+jax.random.beta); "new" is this backend's default (mixing="auto": on CPU a cond at each
+eligible point, λ loop-free) and "select" what accelerators run.
 
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python scripts/mixing_cost.py --width 16 \\
         --cpu-devices 2 --cpu-tuning --rounds 15
@@ -64,6 +66,9 @@ def main(argv=None) -> int:
     for mode in ("erm", "input", "manifold"):
         runs[f"{mode} new"] = benchmark.benchmark_case("preactresnet18", mode, batch, args.dtype,
                                                        bench_args, prepare_only=True)
+    runs["manifold select"] = benchmark.benchmark_case(
+        "preactresnet18", "manifold", batch, args.dtype, bench_args, prepare_only=True,
+        mixing="select")  # what accelerators run ("new" is this backend's "auto")
     for mode in ("input", "manifold"):
         with legacy.legacy_mixing():  # traced and warmed up inside: the old program is cached
             runs[f"{mode} old"] = benchmark.benchmark_case(
@@ -81,6 +86,10 @@ def main(argv=None) -> int:
               "input_over_erm": ratio_summary(times["input new"], times["erm new"]),
               "old_manifold_over_erm": ratio_summary(times["manifold old"], times["erm new"]),
               "manifold_new_over_old": ratio_summary(times["manifold new"], times["manifold old"]),
+              "manifold_select_over_erm": ratio_summary(times["manifold select"],
+                                                        times["erm new"]),
+              "manifold_select_over_old": ratio_summary(times["manifold select"],
+                                                        times["manifold old"]),
               "input_new_over_old": ratio_summary(times["input new"], times["input old"])}
     print(json.dumps(result), flush=True)
     return 0

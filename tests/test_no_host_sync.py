@@ -21,6 +21,7 @@ import pytest
 from flax import nnx
 
 import mmix_jax.nnx as mnnx
+from mmix_jax import mixup as mixup_module
 from mmix_jax import parallel
 from mmix_jax.mixup import MixDraw, MixPoint, MixSpec, maybe_mix
 from mmix_jax.models import get_model
@@ -36,6 +37,13 @@ legacy = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(legacy)
 
 CLASSES = 4
+
+
+@pytest.fixture
+def on_an_accelerator(monkeypatch):
+    """Steps traced as on a GPU or TPU host, where mixing="auto" selects (on XLA:CPU it keeps a
+    lax.cond, which runs there without a host round trip)."""
+    monkeypatch.setattr(mixup_module, "_backend", lambda: "gpu")
 HOST_SYNC_OPS = ("while", "case", "if")
 METHODS = {"erm": (0.0, ()), "input": (1.0, (0,)), "manifold": (2.0, (0, 1, 2))}
 
@@ -78,7 +86,8 @@ def jitted_and_sharded(spec, step, make_sharded, state, batch, mesh):
         parallel.replicate(state, mesh), parallel.shard_batch(batch, mesh))
 
 
-def test_supervised_and_mixable_steps_have_no_host_synchronising_control_flow(setup):
+def test_supervised_and_mixable_steps_have_no_host_synchronising_control_flow(
+        setup, on_an_accelerator):
     states, batch, mesh = setup
     found = {}
     for method, (alpha, layers) in {**METHODS, "mixable": METHODS["manifold"]}.items():
@@ -91,7 +100,7 @@ def test_supervised_and_mixable_steps_have_no_host_synchronising_control_flow(se
     assert all(counts == NONE for counts in found.values()), found
 
 
-def test_semi_supervised_steps_have_no_host_synchronising_control_flow(setup):
+def test_semi_supervised_steps_have_no_host_synchronising_control_flow(setup, on_an_accelerator):
     states, batch, mesh = setup
     unlabeled = {"image": batch["image"][::-1]}
     found = {}
@@ -120,7 +129,7 @@ class TinyNnxNet(nnx.Module):
         return self.head(jnp.mean(h, axis=(1, 2)))
 
 
-def test_nnx_step_has_no_host_synchronising_control_flow(setup):
+def test_nnx_step_has_no_host_synchronising_control_flow(setup, on_an_accelerator):
     _, batch, _ = setup
     model = mnnx.mixable(TinyNnxNet(nnx.Rngs(0)), points=("conv", "norm"))
     optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
@@ -147,9 +156,22 @@ def test_the_old_mixing_is_caught_by_the_export_check(setup):
                for platform in PLATFORMS), counts
 
 
+def test_on_the_cpu_backend_auto_branches_and_select_is_forced_by_the_spec(setup):
+    """XLA:CPU keeps one lax.cond per eligible point (no while: λ's sampler is loop-free on
+    every backend); mixing="select" removes them there too."""
+    states, batch, _ = setup
+    counts = {}
+    for mixing in ("auto", "select"):
+        spec = MixSpec(num_classes=CLASSES, mix_layers=(0, 1, 2), mixing=mixing)
+        step = jax.jit(functools.partial(mixup_step, config=spec))
+        counts[mixing] = control_flow(step, states["native"], batch, jax.random.key(2))["cuda"]
+    assert counts["auto"]["case"] >= 3 and counts["auto"]["while"] == 0, counts
+    assert counts["select"] == NONE["cuda"], counts
+
+
 def forward_and_gradient(state, images, labels, layer, lam, perm, eligible):
     draw = MixDraw(layer, lam, perm)
-    spec = MixSpec(num_classes=CLASSES, mix_layers=eligible)
+    spec = MixSpec(num_classes=CLASSES, mix_layers=eligible, mixing="select")
     grad_fn = jax.value_and_grad(mixup_loss, has_aux=True)
     (loss, (logits, stats)), grads = grad_fn(state.params, state, images, labels, draw,
                                              config=spec)
@@ -176,7 +198,7 @@ def test_select_equals_the_old_cond_bit_for_bit_at_every_point(setup, model, eli
 def test_a_point_outside_the_eligible_set_is_never_mixed():
     h = jax.random.normal(jax.random.key(0), (6, 3))
     perm, lam = jnp.array([5, 4, 3, 2, 1, 0]), jnp.float32(0.25)
-    drawn = MixPoint(jnp.int32(2), (1, 2))
+    drawn = MixPoint(jnp.int32(2), (1, 2), select=True)
     assert maybe_mix(h, 0, drawn, perm, lam) is h  # not eligible: no work at all
     np.testing.assert_array_equal(maybe_mix(h, 1, drawn, perm, lam), h)  # eligible, not drawn
     np.testing.assert_allclose(maybe_mix(h, 2, drawn, perm, lam), 0.25 * h + 0.75 * h[perm],
