@@ -55,7 +55,7 @@ def ssl_case(batch_size: int, dtype: str, args) -> dict:
     """The semi-supervised Manifold Mixup step (labelled + unlabelled batch of `batch_size`
     each) under jit(shard_map), timed as benchmark_case times the supervised step."""
     model = get_model("preactresnet18", num_classes=10, width=args.width or 64, dtype=DTYPES[dtype])
-    spec = SemiSupervisedSpec(num_classes=10, rampup_steps=1000, targets="self")
+    spec = SemiSupervisedSpec(num_classes=10, rampup_steps=1000, targets="self", mixing="select")
     shape = (batch_size, args.image_size, args.image_size, 3)
     mesh = parallel.make_mesh()
     state = parallel.replicate(create_train_state(
@@ -130,9 +130,9 @@ def run_case(kind: str, params: dict, args) -> dict:
          "--pipeline-examples", str(args.pipeline_examples)]
         + (["--pipeline"] if params.get("first") else [])
         + (["--profile-dir", args.profile_dir] if args.profile_dir and params.get("first") else []))
-    if kind == "jax":
+    if kind == "jax":  # "select": what "auto" runs on an accelerator, also in the CPU smoke run
         return benchmark.benchmark_case("preactresnet18", params["mode"], params["batch"],
-                                        params["dtype"], bench_args)
+                                        params["dtype"], bench_args, mixing="select")
     if kind == "ssl":
         bench_args.profile_dir = args.profile_dir if params["first"] else ""
         return ssl_case(params["batch"], params["dtype"], bench_args)
