@@ -11,9 +11,9 @@ traced k becomes a select at each eligible point (`MixPoint` carries the eligibl
 ineligible points cost nothing) and λ comes from a loop-free Beta sampler (`mmix_jax.beta`).
 XLA:CPU runs a conditional in place, with no host round trip, so on a CPU backend the default
 mixing ("auto") keeps a `lax.cond` per eligible point, which skips the mixing work at the points
-not drawn (a select computes it at every eligible point: 5–13 % of a width-16 PreActResNet18
-step on CPU). `MixSpec(mixing="select")` forces the select anywhere (e.g. to export a step for
-an accelerator from a CPU host).
+not drawn, where a select computes it at every eligible point (docs/performance.md measures
+both). `MixSpec(mixing="select")` forces the select anywhere (e.g. to export a step for an
+accelerator from a CPU host).
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ def saved(tmp_path):
     for step in (1, 2):
         checkpoints.save(step, state.replace(step=jnp.int32(step)), CONFIG)
     checkpoints.wait()
-    return tmp_path, checkpoints, state
+    yield tmp_path, checkpoints, state
+    checkpoints.close()
 
 
 def listing(workdir):
