@@ -14,25 +14,24 @@ import contextlib
 import dataclasses
 import json
 import time
-from typing import Any, Callable, Iterator, Union
+from typing import Any, Iterator, Union
 
 import jax
 from etils import epath
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
 from mmix_jax import parallel
-from mmix_jax.checkpoint import Checkpoints, PreemptedError, Preemption, abstract_like
+from mmix_jax.checkpoint import Checkpoints, PreemptedError, Preemption
 from mmix_jax.configuration import RunSpec
 from mmix_jax.data import (ArrayDataset, SemiSupervisedBatches, Splits, TrainBatches,
                            eval_preprocess, preprocess_constants, train_preprocess)
 from mmix_jax.errors import ConfigError, WorkdirError
 from mmix_jax.evaluate import InputSpace, evaluate_dataset, full_evaluation
-from mmix_jax.optim import make_optimizer
-from mmix_jax.state import TrainState, create_train_state, with_teacher
+from mmix_jax.initialization import abstract_state, initial_state, state_builder
+from mmix_jax.state import TrainState
 from mmix_jax.summaries import (EVALUATION_FILE, SUMMARY_FILE, VAL_SELECTED_FILE, History,
                                 summary_scalars, write_json_atomically)
 
@@ -67,36 +66,6 @@ def train_batches(spec: RunSpec, splits: Splits) -> Batches:
         return TrainBatches(splits.train, spec.batch_size, spec.seed)
     return SemiSupervisedBatches(splits.train, splits.unlabeled, spec.batch_size,
                                  spec.semi_supervised.unlabeled_batch_size, spec.seed)
-
-
-def state_builder(spec: RunSpec, batches: Batches
-                  ) -> tuple[Callable[[jax.Array], TrainState], Any]:
-    """(init_key ↦ a fresh TrainState with the paper's SGD and a mean teacher where the run uses
-    one, the learning-rate schedule per step). Pure, so it is jitted straight onto the mesh
-    (`initial_state`) or only shaped (`abstract_state`)."""
-    tx, schedule = make_optimizer(spec.optimizer, batches.steps_per_epoch)
-    example = batches[0]
-    example = example.get("labeled", example)
-    sample_input = jnp.zeros(example["image"].shape, jnp.float32)
-    model = spec.model.build(spec.num_classes)
-    uses_teacher = spec.semi_supervised is not None and spec.semi_supervised.spec.uses_teacher
-
-    def build(init_key: jax.Array) -> TrainState:
-        state = create_train_state(model, tx, init_key, sample_input, init=spec.model.init)
-        return with_teacher(state) if uses_teacher else state
-
-    return build, schedule
-
-
-def abstract_state(build: Callable[[jax.Array], TrainState], mesh: jax.sharding.Mesh) -> Any:
-    """The state's shapes, replicated on `mesh`, without computing it: the restore target."""
-    return abstract_like(jax.eval_shape(build, jax.random.key(0)), parallel.replicated(mesh))
-
-
-def initial_state(build: Callable[[jax.Array], TrainState], init_key: jax.Array,
-                  mesh: jax.sharding.Mesh) -> TrainState:
-    """The fresh state, computed once under jit straight into its replicated placement."""
-    return jax.jit(build, out_shardings=parallel.replicated(mesh))(init_key)
 
 
 def evaluated(spec: RunSpec, state: TrainState) -> TrainState:
