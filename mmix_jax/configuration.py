@@ -15,6 +15,7 @@ from typing import Any, Iterator, Optional
 import ml_collections
 
 from mmix_jax.checkpoint import CheckpointSpec
+from mmix_jax.config_checks import count, invalid, mix_points, positive_int
 from mmix_jax.data import DATASET_NAMES, IMAGE_SOURCES, NORMALIZATIONS, NPZ, DataSpec
 from mmix_jax.errors import ConfigError
 from mmix_jax.evaluate import FGSM_SPACES, EvalSettings
@@ -23,26 +24,7 @@ from mmix_jax.mixup import MixSpec
 from mmix_jax.models import MODEL_NAMES, DTYPES, MixableModel, ModelSpec
 from mmix_jax.models.init import INIT_SCHEMES
 from mmix_jax.optim import OptimizerSpec
-from mmix_jax.semi_supervised import TARGET_KINDS, SemiSupervisedSpec
-
-
-@dataclasses.dataclass(frozen=True)
-class SemiSupervisedRun:
-    """config.semi_supervised, typed: the step's spec (its rampup_steps set once the number of
-    updates per epoch is known), the ramp length in epochs and the unlabelled batch size."""
-
-    spec: SemiSupervisedSpec
-    rampup_epochs: float
-    unlabeled_batch_size: int
-
-    def step_spec(self, steps_per_epoch: int) -> SemiSupervisedSpec:
-        return dataclasses.replace(self.spec,
-                                   rampup_steps=round(self.rampup_epochs * steps_per_epoch))
-
-    @property
-    def evaluates_teacher(self) -> bool:
-        """ICT evaluates (and selects on) the mean teacher, as its authors' code does."""
-        return self.spec.uses_teacher
+from mmix_jax.semi_supervised_config import SemiSupervisedRun, semi_supervised_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,45 +51,29 @@ class RunSpec:
     config: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
 
-def _invalid(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"config.{key} = {value!r} is invalid: {allowed}.")
-
-
-def _positive_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise _invalid(key, value, "must be a positive integer")
-    return int(value)
-
-
-def _count(value: Any, key: str, meaning: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise _invalid(key, value, f"must be an integer >= 0 ({meaning})")
-    return int(value)
-
-
 def data_spec(data: ml_collections.ConfigDict, num_classes: int) -> DataSpec:
     """config.data, validated (see mmix_jax.data for the keys)."""
     if data.name not in DATASET_NAMES:
-        raise _invalid("data.name", data.name, f"choose one of {DATASET_NAMES}")
+        raise invalid("data.name", data.name, f"choose one of {DATASET_NAMES}")
     source = IMAGE_SOURCES.get(data.name)
     if source is not None and num_classes != source.num_classes:
-        raise _invalid("num_classes", num_classes, f"{data.name} has {source.num_classes} classes")
+        raise invalid("num_classes", num_classes, f"{data.name} has {source.num_classes} classes")
     if data.name == NPZ and not data.get("path"):
-        raise _invalid("data.path", data.get("path"), "give the .npz file to read")
+        raise invalid("data.path", data.get("path"), "give the .npz file to read")
     normalization = data.get("normalization", "per_channel")
     if normalization not in NORMALIZATIONS:
-        raise _invalid("data.normalization", normalization, f"choose one of {NORMALIZATIONS}")
+        raise invalid("data.normalization", normalization, f"choose one of {NORMALIZATIONS}")
     shape = data.get("image_shape")
     return DataSpec(
         name=data.name, data_dir=data.get("data_dir", ""), manual_dir=data.get("manual_dir", ""),
         path=data.get("path", ""),
-        test_per_class=_count(data.get("test_per_class", 0), "data.test_per_class", "0: none"),
-        validation_per_class=_count(data.get("validation_per_class", 0),
+        test_per_class=count(data.get("test_per_class", 0), "data.test_per_class", "0: none"),
+        validation_per_class=count(data.get("validation_per_class", 0),
                                     "data.validation_per_class", "0: none"),
-        labels_per_class=_count(data.get("labels_per_class", 0), "data.labels_per_class",
+        labels_per_class=count(data.get("labels_per_class", 0), "data.labels_per_class",
                                 "0: all"),
         image_shape=tuple(shape) if shape else None,
-        crop_padding=_count(data.get("crop_padding", 0), "data.crop_padding", "0: no crop"),
+        crop_padding=count(data.get("crop_padding", 0), "data.crop_padding", "0: no crop"),
         flip=bool(data.get("flip", False)), normalization=normalization,
         zca=bool(data.get("zca", False)),
         num_train=data.get("num_train", 0), num_test=data.get("num_test", 0),
@@ -120,11 +86,11 @@ def model_spec(config: ml_collections.ConfigDict) -> ModelSpec:
     name, dtype = options.pop("name"), options.pop("dtype", "float32")
     init = options.pop("init", "he")
     if name not in MODEL_NAMES:
-        raise _invalid("model.name", name, f"choose one of {MODEL_NAMES}")
+        raise invalid("model.name", name, f"choose one of {MODEL_NAMES}")
     if dtype not in DTYPES:
-        raise _invalid("model.dtype", dtype, f"choose one of {tuple(DTYPES)}")
+        raise invalid("model.dtype", dtype, f"choose one of {tuple(DTYPES)}")
     if init not in INIT_SCHEMES:
-        raise _invalid("model.init", init, f"choose one of {INIT_SCHEMES}")
+        raise invalid("model.init", init, f"choose one of {INIT_SCHEMES}")
     options = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items()))
     spec = ModelSpec(name, dtype, init, options)
     try:
@@ -134,7 +100,7 @@ def model_spec(config: ml_collections.ConfigDict) -> ModelSpec:
                           f"{name!r}: {error}.") from None
     if config.get("cross_device_batch_norm", False):
         if not model.has_batch_norm:
-            raise _invalid("cross_device_batch_norm", True,
+            raise invalid("cross_device_batch_norm", True,
                            f"model {name!r} has no BatchNorm; set it to False")
         spec = dataclasses.replace(spec, cross_device_batch_norm=True)
     return spec
@@ -148,24 +114,19 @@ def build_model(config: ml_collections.ConfigDict) -> MixableModel:
 def mix_spec(config: ml_collections.ConfigDict, model: MixableModel) -> MixSpec:
     """config.mix, config.loss and config.num_classes, checked against the model's mix points."""
     if config.loss not in LOSS_NAMES:
-        raise _invalid("loss", config.loss, f"choose one of {LOSS_NAMES}")
+        raise invalid("loss", config.loss, f"choose one of {LOSS_NAMES}")
     alpha = config.mix.alpha
     if not isinstance(alpha, numbers.Real) or not alpha >= 0:
-        raise _invalid("mix.alpha", alpha, "must be >= 0 (0 disables mixing)")
-    points = model.num_mix_points
-    layers = tuple(config.mix.layers)
-    if any(not isinstance(k, numbers.Integral) or not 0 <= k < points for k in layers) \
-            or len(set(layers)) != len(layers):
-        raise _invalid("mix.layers", layers,
-                       f"{config.model.name} has mix points 0..{points - 1} (0 = input); give "
-                       "distinct ones, () for ERM, (0,) for Input Mixup")
+        raise invalid("mix.alpha", alpha, "must be >= 0 (0 disables mixing)")
+    layers = mix_points(config.mix.layers, "mix.layers", config.model.name,
+                        model.num_mix_points, ", () for ERM, (0,) for Input Mixup")
     return MixSpec(num_classes=config.num_classes, alpha=float(alpha), mix_layers=layers,
                    loss=config.loss)
 
 
 def optimizer_spec(optimizer: ml_collections.ConfigDict) -> OptimizerSpec:
     if optimizer.learning_rate <= 0:
-        raise _invalid("optimizer.learning_rate", optimizer.learning_rate, "must be > 0")
+        raise invalid("optimizer.learning_rate", optimizer.learning_rate, "must be > 0")
     return OptimizerSpec(
         learning_rate=float(optimizer.learning_rate), momentum=float(optimizer.momentum),
         nesterov=bool(optimizer.nesterov), weight_decay=float(optimizer.weight_decay),
@@ -182,7 +143,7 @@ def checkpoint_spec(config: ml_collections.ConfigDict, has_validation: bool) -> 
     if best == "auto":
         best = "val_accuracy" if has_validation else "test_accuracy"
     if has_validation and not best.startswith("val_"):
-        raise _invalid("checkpoint.best_metric", best,
+        raise invalid("checkpoint.best_metric", best,
                        "the best checkpoint is chosen on the validation split, so set "
                        "'val_accuracy' (best_mode 'max') or 'val_nll' (best_mode 'min')")
     spec = CheckpointSpec(every_steps=int(ckpt.get("every_steps", 0) or 0),
@@ -194,59 +155,8 @@ def checkpoint_spec(config: ml_collections.ConfigDict, has_validation: bool) -> 
         raise ConfigError(f"config.checkpoint = {spec}: keep and every_epochs must be > 0, "
                           "every_steps >= 0.")
     if spec.best_mode not in ("max", "min"):
-        raise _invalid("checkpoint.best_mode", spec.best_mode, "choose 'max' or 'min'")
+        raise invalid("checkpoint.best_mode", spec.best_mode, "choose 'max' or 'min'")
     return spec
-
-
-def _mix_points(value: Any, key: str, model_name: str, points: int) -> tuple[int, ...]:
-    layers = tuple(value)
-    if any(not isinstance(k, numbers.Integral) or not 0 <= k < points for k in layers) \
-            or len(set(layers)) != len(layers):
-        raise _invalid(key, layers, f"{model_name} has mix points 0..{points - 1} (0 = input); "
-                       "give distinct ones")
-    return layers
-
-
-def semi_supervised_run(config: ml_collections.ConfigDict, model: MixableModel
-                        ) -> Optional[SemiSupervisedRun]:
-    """config.semi_supervised (None or empty: a supervised run), validated."""
-    section = config.get("semi_supervised")
-    if not section:
-        return None
-    if not config.data.get("labels_per_class"):
-        raise _invalid("data.labels_per_class", config.data.get("labels_per_class"),
-                       "a semi-supervised run needs the number of labelled images per class")
-    if section.targets not in TARGET_KINDS:
-        raise _invalid("semi_supervised.targets", section.targets, f"choose one of {TARGET_KINDS}")
-    for key in ("supervised_alpha", "unsupervised_alpha", "unsupervised_weight_max",
-                "rampup_epochs"):
-        value = section[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-            raise _invalid(f"semi_supervised.{key}", value, "must be a number >= 0")
-    if section.rampup_epochs > config.num_epochs:
-        raise _invalid("semi_supervised.rampup_epochs", section.rampup_epochs,
-                       f"must be at most num_epochs = {config.num_epochs}")
-    decay = section.ema_decay
-    if not isinstance(decay, numbers.Real) or not 0 <= decay < 1:
-        raise _invalid("semi_supervised.ema_decay", decay, "must be in [0, 1)")
-    name, points = config.model.name, model.num_mix_points
-    spec_args = dict(
-        num_classes=config.num_classes, rampup_steps=0, targets=section.targets,
-        supervised_alpha=float(section.supervised_alpha),
-        supervised_layers=_mix_points(section.supervised_layers,
-                                      "semi_supervised.supervised_layers", name, points),
-        unsupervised_alpha=float(section.unsupervised_alpha),
-        unsupervised_layers=_mix_points(section.unsupervised_layers,
-                                        "semi_supervised.unsupervised_layers", name, points),
-        unsupervised_weight_max=float(section.unsupervised_weight_max),
-        ema_decay=float(decay))
-    try:
-        spec = SemiSupervisedSpec(**spec_args)
-    except ValueError as error:
-        raise ConfigError(f"config.semi_supervised is invalid: {error}") from None
-    return SemiSupervisedRun(
-        spec, float(section.rampup_epochs),
-        _positive_int(section.unlabeled_batch_size, "semi_supervised.unlabeled_batch_size"))
 
 
 def eval_settings(config: ml_collections.ConfigDict) -> EvalSettings:
@@ -256,7 +166,7 @@ def eval_settings(config: ml_collections.ConfigDict) -> EvalSettings:
                             fgsm_space=str(section.get("fgsm_space", "normalized")),
                             spectrum_point=int(section.get("spectrum_point", -1)))
     if settings.fgsm_space not in FGSM_SPACES:
-        raise _invalid("eval.fgsm_space", settings.fgsm_space, f"choose one of {FGSM_SPACES}")
+        raise invalid("eval.fgsm_space", settings.fgsm_space, f"choose one of {FGSM_SPACES}")
     return settings
 
 
@@ -265,9 +175,9 @@ def run_spec(config: ml_collections.ConfigDict) -> RunSpec:
     num_classes = config.num_classes
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
             or num_classes <= 1:
-        raise _invalid("num_classes", num_classes, "must be an integer >= 2")
+        raise invalid("num_classes", num_classes, "must be an integer >= 2")
     data = data_spec(config.data, num_classes)
-    sizes = {key: _positive_int(config[key], key)
+    sizes = {key: positive_int(config[key], key)
              for key in ("batch_size", "eval_batch_size", "num_epochs", "log_every_steps")}
     model = model_spec(config)
     semi_supervised = semi_supervised_run(config, model.build(num_classes))
@@ -290,7 +200,7 @@ def _merge(config: ml_collections.ConfigDict, overrides: ml_collections.ConfigDi
            prefix: str) -> None:
     for key, value in overrides.items():
         if key not in config:
-            raise _invalid(f"{prefix}.{key}", value, "overrides a key the config does not have")
+            raise invalid(f"{prefix}.{key}", value, "overrides a key the config does not have")
         if isinstance(value, ml_collections.ConfigDict):
             _merge(config[key], value, f"{prefix}.{key}")
         else:
