@@ -3,7 +3,8 @@
 `run(config, workdir)` trains every variant of the config (or the config itself) into
 workdir/<variant>, evaluates it and writes summary.json; a workdir holding a finished run is
 refused, never overwritten. Rerunning a command that was stopped reuses the variants that had
-finished and resumes the others from their checkpoints. For 2-D data it also writes the decision-boundary figure.
+finished and resumes the others from their checkpoints. For 2-D data it also writes the
+decision-boundary figure.
 """
 
 from __future__ import annotations
@@ -86,7 +87,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
         finished = finished_summary(run_dir) if name else None
         if finished is not None:  # a variant done before a preemption: reused, not retrained
             logging.info("%s finished earlier in %s: reusing its summary", name, run_dir)
-            result = RunResult(restore_newest(spec, run_dir, splits, mesh_for(spec)), finished)
+            # Its state is read back only for the 2-D figure, which needs its predictions.
+            state = restore_newest(spec, run_dir, splits, mesh_for(spec)) if two_d else None
+            result = RunResult(state, finished)
         else:
             logging.info("training %s in %s on %d %s device(s)", name or "the config", run_dir,
                          jax.device_count(), jax.default_backend())

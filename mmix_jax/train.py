@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import json
 import time
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Optional, Union
 
 import jax
 from etils import epath
@@ -42,7 +42,7 @@ METRIC_NAMES = ("loss", "accuracy", "supervised_loss", "unsupervised_loss", "uns
 
 @dataclasses.dataclass
 class RunResult:
-    state: TrainState
+    state: Optional[TrainState]  # None for a variant reused from an earlier run (runs.run)
     summary: dict[str, Any]
 
 
