@@ -80,6 +80,20 @@ def flattening_mnist() -> list[Run]:
             for seed in (0, 1) for method in METHODS]
 
 
+def fashion_robustness() -> list[Run]:
+    """Robustness beyond FGSM (deformations, out-of-distribution detection, PGD) at the curve's
+    1,000-image point, where ERM overfits and the mixups win: PreActResNet18 width 16, 100
+    images per class (500 per class for validation), 300 epochs, 3 methods, 2 seeds. Training
+    is the curve's; the robustness metrics come from `--mode=evaluate` on the checkpoints."""
+    epochs = 300
+    return [Run(f"n100_{method}_s{seed}",
+                f"configs/supervised.py:fashion_mnist,preactresnet18,{method},epochs={epochs}",
+                (("seed", str(seed)), ("model.width", "16"), ("data.labels_per_class", "100"),
+                 ("data.validation_per_class", "500"),
+                 ("checkpoint.every_epochs", str(epochs // 20))))
+            for seed in (0, 1) for method in METHODS]
+
+
 def ssl_fashion_mnist() -> list[Run]:
     """Semi-supervised Fashion-MNIST (configs/ssl_fashion_mnist.py: 100 labelled images per
     class, 500 per class for validation, WRN-10-1): labelled-only vs Manifold Mixup vs ICT,
@@ -92,7 +106,8 @@ def ssl_fashion_mnist() -> list[Run]:
 
 
 STUDIES = {"fashion_curve": fashion_curve, "fashion_full": fashion_full,
-           "flattening_mnist": flattening_mnist, "ssl_fashion_mnist": ssl_fashion_mnist}
+           "flattening_mnist": flattening_mnist, "fashion_robustness": fashion_robustness,
+           "ssl_fashion_mnist": ssl_fashion_mnist}
 
 
 def add_wall_time(workdir: pathlib.Path, seconds: float, returncode: int) -> None:
