@@ -18,6 +18,8 @@ from mmix_jax import config_lib
 # name → (TFDS name, classes, image shape, crop padding, flip, normalisation). The authors'
 # code: CIFAR random crop with 2-pixel zero padding + horizontal flip, per-channel statistics;
 # SVHN the crop only, pixels normalised with mean = std = 0.5. Fashion-MNIST as CIFAR.
+# OUT_OF_DISTRIBUTION: the real data set each is usually paired with for outlier detection
+# (offline: --config.eval.ood_sets="('npz:PATH', 'uniform', 'gaussian')").
 DATASETS = {
     "cifar10": ("cifar10", 10, (32, 32, 3), 2, True, "per_channel"),
     "cifar100": ("cifar100", 100, (32, 32, 3), 2, True, "per_channel"),
@@ -26,6 +28,9 @@ DATASETS = {
 }
 
 # name → (model keys, default schedule). Parameters drawn as PyTorch's defaults, as theirs.
+OUT_OF_DISTRIBUTION = {"cifar10": "tfds:svhn_cropped", "cifar100": "tfds:svhn_cropped",
+                       "svhn": "tfds:cifar10", "fashion_mnist": "tfds:mnist"}
+
 MODELS = {
     "preactresnet18": (dict(name="preactresnet18", width=64), "readme"),
     "preactresnet34": (dict(name="preactresnet34", width=64), "readme"),
@@ -65,6 +70,8 @@ def get_config(arg: str = "cifar10") -> ml_collections.ConfigDict:
         validation_per_class=0, labels_per_class=0, image_shape=shape, crop_padding=padding,
         flip=flip, normalization=normalization))
     config.model = ml_collections.ConfigDict(dict(model, dtype="float32", init="torch"))
+    config.eval.update(config_lib.robustness(OUT_OF_DISTRIBUTION[picked.get("dataset",
+                                                                            "cifar10")]))
     config.optimizer = config_lib.sgd(config_lib.scaled_milestones(milestones, paper_epochs,
                                                                    epochs))
     config_lib.add_methods(config, picked.get("method"), METHODS)

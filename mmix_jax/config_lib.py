@@ -49,10 +49,23 @@ def base(**settings: Any) -> ml_collections.ConfigDict:
     config.checkpoint = ml_collections.ConfigDict(dict(
         every_epochs=10, every_steps=0, keep=2, best_metric="auto", best_mode="max",
         async_save=True))
-    config.eval = ml_collections.ConfigDict(dict(ece_bins=15, fgsm_epsilon=0.03,
-                                                 fgsm_space="normalized", spectrum_point=-1))
+    config.eval = ml_collections.ConfigDict(dict(
+        ece_bins=15, fgsm_epsilon=0.03, fgsm_space="normalized", spectrum_point=-1,
+        deformations=(), rotation_angles=(), ood_sets=(), ood_examples=10_000, pgd_steps=(),
+        pgd_step_factor=2.5, pgd_random_start=True, pgd_examples=1000, seed=0))
     config.update(settings)
     return config
+
+
+def robustness(ood_pair: str = "") -> dict[str, Any]:
+    """config.eval entries that measure robustness beyond FGSM (mmix_jax.robustness): the five
+    deformations, accuracy at rotations 0°–90°, out-of-distribution detection against
+    `ood_pair` (the real data set users pair with this one) and two noises, and PGD with 1, 10
+    and 20 steps (α = 2.5·ε/steps, random start) on the first 1,000 test images."""
+    return dict(deformations=("rotate20", "rotate40", "shear", "zoom_in", "zoom_out"),
+                rotation_angles=(0.0, 15.0, 30.0, 45.0, 60.0, 75.0, 90.0),
+                ood_sets=((ood_pair,) if ood_pair else ()) + ("uniform", "gaussian"),
+                pgd_steps=(1, 10, 20))
 
 
 def sgd(milestones: Sequence[int]) -> ml_collections.ConfigDict:
@@ -149,6 +162,6 @@ def add_semi_supervised_methods(config: ml_collections.ConfigDict, method: str |
                 dict(semi_supervised=sections[name].to_dict()))
 
 
-__all__ = ["add_methods", "add_semi_supervised_methods", "base", "parse_arg",
+__all__ = ["add_methods", "add_semi_supervised_methods", "base", "parse_arg", "robustness",
            "scaled_milestones", "semi_supervised_config", "semi_supervised_methods",
            "semi_supervised_section", "sgd"]

@@ -14,6 +14,7 @@ from typing import Any, Iterator, Optional
 
 import ml_collections
 
+from mmix_jax import deformations, ood
 from mmix_jax.checkpoint import CheckpointSpec
 from mmix_jax.config_checks import count, invalid, mix_points, positive_int
 from mmix_jax.data import DATASET_NAMES, IMAGE_SOURCES, NORMALIZATIONS, NPZ, DataSpec
@@ -161,12 +162,52 @@ def checkpoint_spec(config: ml_collections.ConfigDict, has_validation: bool) -> 
 
 def eval_settings(config: ml_collections.ConfigDict) -> EvalSettings:
     section = config.get("eval") or {}
-    settings = EvalSettings(ece_bins=int(section.get("ece_bins", 15)),
-                            fgsm_epsilon=float(section.get("fgsm_epsilon", 0.0)),
-                            fgsm_space=str(section.get("fgsm_space", "normalized")),
-                            spectrum_point=int(section.get("spectrum_point", -1)))
+    defaults = EvalSettings()
+
+    def get(key: str, kind: type = str) -> Any:
+        return kind(section.get(key, getattr(defaults, key)))
+
+    settings = EvalSettings(
+        ece_bins=get("ece_bins", int), fgsm_epsilon=get("fgsm_epsilon", float),
+        fgsm_space=get("fgsm_space"), spectrum_point=get("spectrum_point", int),
+        deformations=tuple(str(d) for d in get("deformations", tuple)),
+        rotation_angles=tuple(float(a) for a in get("rotation_angles", tuple)),
+        ood_sets=tuple(str(o) for o in get("ood_sets", tuple)),
+        ood_examples=positive_int(section.get("ood_examples", defaults.ood_examples),
+                                  "eval.ood_examples"),
+        pgd_steps=tuple(positive_int(n, "eval.pgd_steps") for n in get("pgd_steps", tuple)),
+        pgd_step_factor=get("pgd_step_factor", float),
+        pgd_random_start=get("pgd_random_start", bool),
+        pgd_examples=positive_int(section.get("pgd_examples", defaults.pgd_examples),
+                                  "eval.pgd_examples"),
+        seed=get("seed", int))
     if settings.fgsm_space not in FGSM_SPACES:
         raise invalid("eval.fgsm_space", settings.fgsm_space, f"choose one of {FGSM_SPACES}")
+    for name in settings.deformations:
+        try:
+            deformations.parse(name)
+        except ValueError as error:
+            raise ConfigError(f"config.eval.deformations: {error}") from None
+    for name in settings.ood_sets:
+        kind, _, rest = name.partition(":")
+        if name not in ood.NOISE and not (kind in ("npz", "tfds") and rest):
+            raise invalid("eval.ood_sets", name, f"each entry one of {ood.NOISE}, "
+                          "'npz:PATH' or 'tfds:NAME[:SPLIT]'")
+    if settings.pgd_steps and (settings.fgsm_epsilon <= 0 or settings.pgd_step_factor <= 0):
+        raise ConfigError(f"config.eval.pgd_steps = {settings.pgd_steps} needs "
+                          f"eval.fgsm_epsilon > 0 (PGD attacks with FGSM's ε; it is "
+                          f"{settings.fgsm_epsilon}) and eval.pgd_step_factor > 0 (it is "
+                          f"{settings.pgd_step_factor}).")
+    return settings
+
+
+def checked_for_data(settings: EvalSettings, data: DataSpec) -> EvalSettings:
+    """Refuses deformations and out-of-distribution sets for data that are not images."""
+    if data.name == "spirals" and (settings.deformations or settings.rotation_angles
+                                   or settings.ood_sets):
+        raise ConfigError("config.eval.deformations, rotation_angles and ood_sets need image "
+                          f"data; config.data.name = {data.name!r} has 2-D points. Leave them "
+                          "empty for it.")
     return settings
 
 
@@ -190,7 +231,7 @@ def run_spec(config: ml_collections.ConfigDict) -> RunSpec:
              else semi_supervised.spec.supervised_mix_spec),
         optimizer=optimizer_spec(config.optimizer),
         checkpoint=checkpoint_spec(config, data.validation_per_class > 0),
-        eval=eval_settings(config),
+        eval=checked_for_data(eval_settings(config), data),
         tensorboard=bool(config.get("tensorboard", True)),
         compilation_cache_dir=config.get("compilation_cache_dir", "") or "",
         profile_dir=config.get("profile_dir", "") or "", config=config.to_dict(), **sizes)

@@ -13,6 +13,9 @@ the float32 logits, so they do not depend on the batch size or the number of dev
   unclipped; "pixel": x_adv = clip(x + ε·sign(∇_x loss), 0, 1) on the image in [0, 1], the
   gradient taken through the normalisation. On CIFAR-10 (std ≈ 0.25) ε = 0.03 in pixel space is
   about 4× the same ε in normalised space.
+- Reliability: per confidence bin (those of the ECE) the count, accuracy and mean confidence,
+  what a reliability diagram draws.
+- Distribution shift, out-of-distribution detection and PGD: mmix_jax.robustness.
 - Spectrum (the paper's flattening measure): for each class, the singular values of the
   matrix of hidden representations [n_class, features] at one mix point; reported as the
   largest and the sum of the others, per class and averaged over classes.
@@ -31,47 +34,13 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from mmix_jax import parallel
-from mmix_jax.data.augment import standardize
 from mmix_jax.data.pipeline import ArrayDataset, eval_batches
-from mmix_jax.data.zca import whiten
-from mmix_jax.losses import bce_loss
+from mmix_jax.attacks import FGSM_SPACES, fgsm_logits_fn, pgd_logits_fn
+from mmix_jax.deformations import deformed_logits_fn
+from mmix_jax.input_space import InputSpace
 from mmix_jax.state import TrainState
 
 Batch = dict[str, jax.Array]
-
-
-@dataclasses.dataclass(frozen=True)
-class InputSpace:
-    """How stored inputs become pixels in [0, 1] (the attack's space) and model inputs.
-
-    Image data (uint8, with per-channel mean/std): pixels = x / 255, model input =
-    (pixels − mean) / std, adversarial pixels clipped to [0, 1]. Other data (mean None): the
-    features are used as they are, unclipped.
-    """
-
-    mean: Optional[tuple[float, ...]] = None
-    std: Optional[tuple[float, ...]] = None
-    whiten: bool = False  # ZCA after normalisation: its arrays come as the functions' constants
-
-    def to_pixels(self, images: jax.Array) -> jax.Array:
-        images = images.astype(jnp.float32)
-        return images / 255.0 if self.mean is not None else images
-
-    def to_model(self, pixels: jax.Array, constants: Optional[dict] = None) -> jax.Array:
-        if self.mean is None:
-            return pixels
-        inputs = standardize(pixels, self.mean, self.std)
-        return whiten(inputs, constants) if self.whiten else inputs
-
-    def normalized(self, pixels: jax.Array) -> jax.Array:
-        """The space FGSM attacks by default: after normalisation, before any whitening."""
-        return pixels if self.mean is None else standardize(pixels, self.mean, self.std)
-
-    def from_normalized(self, inputs: jax.Array, constants: Optional[dict] = None) -> jax.Array:
-        return whiten(inputs, constants) if self.whiten else inputs
-
-    def clip(self, pixels: jax.Array) -> jax.Array:
-        return jnp.clip(pixels, 0.0, 1.0) if self.mean is not None else pixels
 
 
 # ---------------------------------------------------------------- metrics from logits (host)
@@ -82,20 +51,29 @@ def log_softmax64(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray,
-                               num_bins: int = 15) -> float:
-    """ECE over equal-width bins of the top-class confidence (see the module docstring)."""
+def reliability_bins(probabilities: np.ndarray, labels: np.ndarray,
+                     num_bins: int = 15) -> dict[str, list[float]]:
+    """Per equal-width bin of the top-class confidence, (i/num_bins, (i+1)/num_bins]: count,
+    accuracy and mean confidence (0 for an empty bin)."""
     chex.assert_rank(probabilities, 2)
     confidence = probabilities.max(axis=-1)
     correct = (probabilities.argmax(axis=-1) == labels).astype(np.float64)
     edges = np.linspace(0.0, 1.0, num_bins + 1)
     bins = np.digitize(confidence, edges[1:-1], right=True)
-    ece = 0.0
-    for b in range(num_bins):
-        members = bins == b
-        if members.any():
-            ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(ece)
+    count = np.bincount(bins, minlength=num_bins).astype(np.float64)
+    safe = np.maximum(count, 1.0)
+    return {"count": count.tolist(),
+            "accuracy": (np.bincount(bins, correct, num_bins) / safe).tolist(),
+            "confidence": (np.bincount(bins, confidence, num_bins) / safe).tolist()}
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray,
+                               num_bins: int = 15) -> float:
+    """ECE over equal-width bins of the top-class confidence (see the module docstring)."""
+    bins = reliability_bins(probabilities, labels, num_bins)
+    count = np.asarray(bins["count"])
+    gaps = np.abs(np.asarray(bins["accuracy"]) - np.asarray(bins["confidence"]))
+    return float(np.sum(count / count.sum() * gaps))
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray,
@@ -140,40 +118,6 @@ def logits_fn(space: InputSpace) -> Callable[..., jax.Array]:
     return fn
 
 
-FGSM_SPACES = ("normalized", "pixel")
-
-
-def fgsm_logits_fn(space: InputSpace, epsilon: float,
-                   attack_space: str = "normalized") -> Callable[[TrainState, Batch], jax.Array]:
-    """Logits on the FGSM examples of a batch: ε in the units of `attack_space` (FGSM_SPACES)."""
-    if attack_space not in FGSM_SPACES:
-        raise ValueError(f"FGSM space {attack_space!r}: choose one of {FGSM_SPACES}.")
-
-    def fn(state: TrainState, batch: Batch, constants: Optional[dict] = None) -> jax.Array:
-        def logits_of(inputs: jax.Array) -> jax.Array:
-            return state.apply_fn(state.variables(), inputs, train=False)
-
-        def to_model(pixels: jax.Array) -> jax.Array:
-            return space.to_model(pixels, constants)
-
-        def from_normalized(inputs: jax.Array) -> jax.Array:
-            return space.from_normalized(inputs, constants)
-
-        def attacked(x: jax.Array, to_model: Callable[[jax.Array], jax.Array]) -> jax.Array:
-            def loss(x: jax.Array) -> jax.Array:
-                logits = logits_of(to_model(x))
-                return bce_loss(logits, jax.nn.one_hot(batch["label"], logits.shape[-1]))
-            return x + epsilon * jnp.sign(jax.grad(loss)(x))
-
-        pixels = space.to_pixels(batch["image"])
-        if attack_space == "normalized":
-            return logits_of(from_normalized(attacked(space.normalized(pixels),
-                                                      from_normalized)))
-        return logits_of(to_model(space.clip(attacked(pixels, to_model))))
-
-    return fn
-
-
 def representation_fn(space: InputSpace, point: int) -> Callable[[TrainState, Batch], jax.Array]:
     """The (float32) state at mix point `point`, as sown by the model, flattened per example."""
 
@@ -188,11 +132,12 @@ def representation_fn(space: InputSpace, point: int) -> Callable[[TrainState, Ba
 
 
 def run_per_example(fn: Callable, state: TrainState, dataset: ArrayDataset, batch_size: int,
-                    mesh: Mesh, *constants: Any) -> np.ndarray:
-    """`fn` (already `parallel.make_per_example_fn`-ed) over the whole split, padding dropped;
-    `constants`, if any, passed to it after the batch."""
+                    mesh: Mesh, *constants: Any,
+                    extras: Optional[dict[str, np.ndarray]] = None) -> np.ndarray:
+    """`fn` (a `per_example_step`) over the whole split, padding dropped; `constants`, if any,
+    passed to it after the batch; `extras`: more per-example arrays the batches carry."""
     outputs = []
-    for batch in eval_batches(dataset, batch_size):
+    for batch in eval_batches(dataset, batch_size, extras):
         mask = batch.pop("mask")
         out = fn(state, parallel.shard_batch(parallel.process_share(batch), mesh), *constants)
         outputs.append((out, mask))
@@ -201,21 +146,37 @@ def run_per_example(fn: Callable, state: TrainState, dataset: ArrayDataset, batc
 
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
-    """config.eval: ece_bins, fgsm_epsilon (0 = skip), fgsm_space, spectrum_point (−1 = skip)."""
+    """config.eval: ece_bins, fgsm_epsilon (0 = skip), fgsm_space, spectrum_point (−1 = skip);
+    the robustness metrics (mmix_jax.robustness, each skipped when empty): deformations
+    (mmix_jax.deformations names), rotation_angles (fixed angles, degrees), ood_sets
+    (mmix_jax.ood names) with at most ood_examples noise images, pgd_steps (step counts, ε
+    and space as FGSM's) with α = pgd_step_factor·ε/steps, pgd_random_start, on the first
+    pgd_examples test images; `seed` draws every deformation, noise image and PGD start."""
 
     ece_bins: int = 15
     fgsm_epsilon: float = 0.0
     fgsm_space: str = "normalized"
     spectrum_point: int = -1
+    deformations: tuple[str, ...] = ()
+    rotation_angles: tuple[float, ...] = ()
+    ood_sets: tuple[str, ...] = ()
+    ood_examples: int = 10_000
+    pgd_steps: tuple[int, ...] = ()
+    pgd_step_factor: float = 2.5
+    pgd_random_start: bool = True
+    pgd_examples: int = 1000
+    seed: int = 0
 
 
 @functools.lru_cache(maxsize=64)
 def per_example_step(mesh: Mesh, kind: str, space: InputSpace, *args: Any) -> Callable:
     """jit(shard_map) of the per-example function `kind` ("logits", "fgsm" with (ε, attack
-    space), "representation" with a mix point), built once per arguments: an evaluation
-    repeated during training reuses the compiled function. A whitening `space` takes its
-    constants as a third, replicated argument."""
-    build = {"logits": logits_fn, "fgsm": fgsm_logits_fn, "representation": representation_fn}
+    space), "pgd" with (ε, steps, step size, attack space), "deformed", "representation" with
+    a mix point), built once per arguments: an evaluation repeated during training reuses the
+    compiled function. A whitening `space` takes its constants as a third, replicated
+    argument."""
+    build = {"logits": logits_fn, "fgsm": fgsm_logits_fn, "pgd": pgd_logits_fn,
+             "deformed": deformed_logits_fn, "representation": representation_fn}
     in_specs = (P(), P(parallel.DATA_AXIS)) + ((P(),) if space.whiten else ())
     return jax.jit(jax.shard_map(build[kind](space, *args), mesh=mesh, in_specs=in_specs,
                                  out_specs=P(parallel.DATA_AXIS)))
@@ -232,6 +193,8 @@ def full_evaluation(state: TrainState, dataset: ArrayDataset, space: InputSpace,
     logits = run_per_example(per_example_step(mesh, "logits", space), state, dataset,
                              batch_size, mesh, *extra)
     results: dict[str, Any] = classification_metrics(logits, dataset.labels, settings.ece_bins)
+    results["reliability"] = reliability_bins(np.exp(log_softmax64(logits)), dataset.labels,
+                                              settings.ece_bins)
     if settings.fgsm_epsilon > 0:
         attacked = run_per_example(
             per_example_step(mesh, "fgsm", space, settings.fgsm_epsilon, settings.fgsm_space),
@@ -287,5 +250,5 @@ def mean_confidence(probabilities: np.ndarray) -> float:
 
 __all__ = ["EvalSettings", "InputSpace", "class_spectra", "classification_metrics",
            "FGSM_SPACES", "evaluate_dataset", "expected_calibration_error", "fgsm_logits_fn",
-           "full_evaluation", "logits_fn", "mean_confidence", "predict_probabilities",
-           "representation_fn", "run_per_example"]
+           "full_evaluation", "logits_fn", "mean_confidence", "per_example_step",
+           "predict_probabilities", "reliability_bins", "representation_fn", "run_per_example"]

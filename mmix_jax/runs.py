@@ -24,10 +24,11 @@ from mmix_jax.configuration import RunSpec, run_specs
 from mmix_jax.data import Splits, load_dataset, off_data_grid
 from mmix_jax.errors import WorkdirError
 from mmix_jax.evaluate import mean_confidence, predict_probabilities
+from mmix_jax.robustness import check_sources
 from mmix_jax.summaries import (SUMMARY_FILE, summary_scalars, workdir_path,
                                 write_json_atomically)
-from mmix_jax.train import (RunResult, evaluate_checkpoint, mesh_for, restore_newest,
-                            train_and_evaluate)
+from mmix_jax.stored_runs import evaluate_checkpoint, restore_newest
+from mmix_jax.train import RunResult, mesh_for, train_and_evaluate
 
 
 def refuse_finished(workdir: epath.Path) -> None:
@@ -80,6 +81,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
         enable_compilation_cache(first.compilation_cache_dir)
     refuse_finished(workdir)
     splits = load_dataset(first.data, first.seed, first.num_classes)
+    for _, spec, _ in runs:  # an unreadable out-of-distribution set fails now, not after training
+        check_sources(spec.eval, splits.test, spec.data.data_dir)
     two_d = splits.train.images.ndim == 2 and splits.train.images.shape[1] == 2
     grid_axis = np.linspace(-1.6, 1.6, 161, dtype=np.float32)
     summaries, panels = {}, []

@@ -17,6 +17,8 @@ from typing import Any
 import jax
 from etils import epath
 
+from mmix_jax import robustness
+
 SUMMARY_FILE = "summary.json"
 EVALUATION_FILE = "evaluation.json"
 VAL_SELECTED_FILE = "evaluation_val_selected.json"
@@ -70,4 +72,5 @@ def summary_scalars(evaluation: dict[str, Any]) -> dict[str, Any]:
     if "spectrum" in evaluation:
         scalars["spectrum_mean_first"] = evaluation["spectrum"]["mean_first"]
         scalars["spectrum_mean_rest_sum"] = evaluation["spectrum"]["mean_rest_sum"]
+    scalars.update(robustness.summary_entries(evaluation))
     return scalars

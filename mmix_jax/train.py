@@ -10,11 +10,9 @@ goes through clu (`ReportProgress`: steps/s and ETA; `Profile` for traces with
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import time
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 import jax
 from etils import epath
@@ -28,11 +26,12 @@ from mmix_jax.checkpoint import Checkpoints, PreemptedError, Preemption
 from mmix_jax.configuration import RunSpec
 from mmix_jax.data import (ArrayDataset, SemiSupervisedBatches, Splits, TrainBatches,
                            eval_preprocess, preprocess_constants, train_preprocess)
-from mmix_jax.errors import ConfigError, WorkdirError
+from mmix_jax.errors import ConfigError
 from mmix_jax.evaluate import InputSpace, evaluate_dataset, full_evaluation
 from mmix_jax.initialization import abstract_state, initial_state, state_builder
+from mmix_jax.robustness import robustness_evaluation
 from mmix_jax.state import TrainState
-from mmix_jax.summaries import (EVALUATION_FILE, SUMMARY_FILE, VAL_SELECTED_FILE, History,
+from mmix_jax.summaries import (EVALUATION_FILE, VAL_SELECTED_FILE, History,
                                 summary_scalars, write_json_atomically)
 
 
@@ -213,12 +212,15 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
 def evaluate_test_split(spec: RunSpec, state: TrainState, splits: Splits,
                         mesh: jax.sharding.Mesh, workdir: epath.Path,
                         filename: str = EVALUATION_FILE) -> dict[str, Any]:
-    """The full evaluation (error, NLL, ECE, FGSM, spectrum) of the test split; process 0
-    writes it to workdir/`filename`."""
+    """The full evaluation (error, NLL, ECE, FGSM, spectrum, and the robustness metrics asked
+    for in config.eval) of the test split; process 0 writes it to workdir/`filename`."""
     space = InputSpace(splits.mean, splits.std, whiten=splits.zca is not None)
-    results = full_evaluation(evaluated(spec, state), splits.test, space, spec.eval,
-                              spec.eval_batch_size, mesh, spec.num_classes,
-                              preprocess_constants(splits))
+    weights, constants = evaluated(spec, state), preprocess_constants(splits)
+    results = full_evaluation(weights, splits.test, space, spec.eval, spec.eval_batch_size, mesh,
+                              spec.num_classes, constants)
+    results.update(robustness_evaluation(weights, splits.test, space, spec.eval,
+                                         spec.eval_batch_size, mesh, constants,
+                                         spec.data.data_dir))
     results["step"] = int(jax.device_get(state.step))
     if jax.process_index() == 0:
         write_json_atomically(workdir / filename, results)
@@ -232,65 +234,5 @@ def val_selected_scalars(results: dict[str, Any], steps_per_epoch: int) -> dict[
     return scalars
 
 
-@contextlib.contextmanager
-def stored_checkpoints(spec: RunSpec, workdir: epath.Path, splits: Splits,
-                       mesh: jax.sharding.Mesh) -> Iterator[tuple[Checkpoints, Any, int]]:
-    """The run's Checkpoints (closed on exit), the abstract state to restore onto the mesh, and
-    the updates per epoch."""
-    batches = train_batches(spec, splits)
-    build, _ = state_builder(spec, batches)
-    checkpoints = Checkpoints(workdir, spec.checkpoint.settings(batches.steps_per_epoch))
-    try:
-        yield checkpoints, abstract_state(build, mesh), batches.steps_per_epoch
-    finally:
-        checkpoints.close()
-
-
-def restore_newest(spec: RunSpec, workdir: epath.Path, splits: Splits,
-                   mesh: jax.sharding.Mesh) -> TrainState:
-    """The newest checkpoint's state of the run in `workdir` (WorkdirError if there is none)."""
-    with stored_checkpoints(spec, workdir, splits, mesh) as (checkpoints, target, _):
-        restored = checkpoints.restore_latest(target, spec.config)
-    if restored is None:
-        raise WorkdirError(f"{workdir / 'checkpoints'} holds no checkpoint to evaluate: train "
-                           "first, or pass the --workdir of a run.")
-    return restored
-
-
-def evaluate_checkpoint(spec: RunSpec, workdir: epath.Path, splits: Splits) -> dict[str, Any]:
-    """Restores the newest checkpoint in `workdir` and runs the full test evaluation; with a
-    validation split also the checkpoint chosen on it (evaluation_val_selected.json, and the
-    val_selected_* entries of an existing summary.json are rewritten)."""
-    mesh = mesh_for(spec)
-    results = evaluate_test_split(spec, restore_newest(spec, workdir, splits, mesh), splits,
-                                  mesh, workdir)
-    logging.info("evaluated %s at step %d: %s", workdir, results["step"],
-                 json.dumps(summary_scalars(results), sort_keys=True))
-    if splits.validation is not None:
-        evaluate_val_selected(spec, workdir, splits, mesh)
-    return results
-
-
-def evaluate_val_selected(spec: RunSpec, workdir: epath.Path, splits: Splits,
-                          mesh: jax.sharding.Mesh) -> dict[str, Any]:
-    """Evaluates the kept checkpoint with the best validation metric and records it."""
-    with stored_checkpoints(spec, workdir, splits, mesh) as (checkpoints, target,
-                                                             steps_per_epoch):
-        best_step = checkpoints.best_step()
-        if best_step is None:
-            raise WorkdirError(f"{workdir / 'checkpoints'} holds no checkpoint with validation "
-                               "metrics to choose from.")
-        state = checkpoints.restore_step(best_step, target)
-    results = evaluate_test_split(spec, state, splits, mesh, workdir, VAL_SELECTED_FILE)
-    summary_path = workdir / SUMMARY_FILE
-    if jax.process_index() == 0 and summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-        summary.update(val_selected_scalars(results, steps_per_epoch))
-        write_json_atomically(summary_path, summary)
-    logging.info("validation chose step %d of %s: %s", best_step, workdir,
-                 json.dumps(summary_scalars(results), sort_keys=True))
-    return results
-
-
-__all__ = ["RunResult", "evaluate_checkpoint", "evaluate_test_split", "restore_newest",
-           "train_and_evaluate"]
+__all__ = ["RunResult", "evaluate_test_split", "mesh_for", "train_and_evaluate",
+           "train_batches", "val_selected_scalars"]

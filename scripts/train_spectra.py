@@ -19,7 +19,7 @@ from mmix_jax import parallel
 from mmix_jax.configuration import run_spec
 from mmix_jax.data import load_dataset
 from mmix_jax.evaluate import InputSpace, class_spectra, representation_fn, run_per_example
-from mmix_jax.train import restore_newest
+from mmix_jax.stored_runs import restore_newest
 
 
 def main() -> None:

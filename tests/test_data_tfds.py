@@ -229,8 +229,13 @@ def test_cifar10_manifold_config_trains_and_evaluates_end_to_end_on_mocked_tfds(
     config.model.width = 4
     config.data.data_dir = str(tmp_path / "tfds")
     config.batch_size, config.eval_batch_size, config.log_every_steps = 10, 20, 4
+    # Outliers from the paired TFDS set (mocked too); the other robustness metrics are
+    # tested on a small MLP (test_npz.py, test_robustness.py).
+    config.eval.update(dict(deformations=(), rotation_angles=(), pgd_steps=(),
+                            ood_sets=("tfds:svhn_cropped",)))
     with tfds.testing.mock_data(num_examples=40):
         summary = runs.run(config, tmp_path / "run")
+    assert 0.0 <= summary["run"]["ood_svhn_cropped_msp_auroc"] <= 1.0
     assert summary["run"]["steps"] == 8
     for key in ("test_error_percent", "test_nll", "test_ece", "fgsm_accuracy"):
         assert np.isfinite(summary["run"][key]), key

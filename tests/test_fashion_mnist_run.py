@@ -28,6 +28,7 @@ CONFIG = textwrap.dedent("""
         config.optimizer.milestones = (5, 7)
         config.log_every_steps = 600
         config.checkpoint.every_epochs = 4
+        config.eval.update(dict(deformations=(), rotation_angles=(), ood_sets=(), pgd_steps=()))  # test_robustness.py
         return config
 """)
 

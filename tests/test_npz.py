@@ -112,6 +112,9 @@ def test_validation_selected_checkpoint_is_the_best_on_validation(tmp_path):
                             validation_per_class=10, image_shape=(8, 8, 1)))
     config.batch_size, config.eval_batch_size, config.log_every_steps = 10, 15, 5
     config.checkpoint.every_epochs, config.checkpoint.keep = 1, 1
+    robustness = {key: config.eval[key] for key in ("deformations", "rotation_angles",
+                                                    "pgd_steps")}
+    config.eval.update(dict(deformations=(), rotation_angles=(), ood_sets=(), pgd_steps=()))
     summary = runs.run(config, tmp_path / "run")["run"]
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [entry["epoch"] for entry in history] == [1, 2, 3, 4, 5, 6]
@@ -130,3 +133,29 @@ def test_validation_selected_checkpoint_is_the_best_on_validation(tmp_path):
     runs.evaluate(config, tmp_path / "run")
     selected = json.loads((tmp_path / "run" / "evaluation_val_selected.json").read_text())
     assert next(e for e in history if e["step"] == selected["step"])["val_accuracy"] == best_val
+    assert not any(key.startswith(("deform_", "ood_", "pgd_")) for key in summary)
+
+    # --mode=evaluate adds the robustness metrics to the finished run, from its checkpoints,
+    # with another .npz as the out-of-distribution set.
+    outliers = rng.integers(0, 256, (30, 8, 8, 1), dtype=np.uint8)
+    np.savez(tmp_path / "outliers.npz", image=outliers, label=np.zeros(30, np.int64))
+    config.eval.update(dict(robustness, ood_sets=(f"npz:{tmp_path / 'outliers.npz'}",
+                                                  "uniform", "gaussian")))
+    runs.evaluate(config, tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    evaluation = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    for name in ("rotate20", "rotate40", "shear", "zoom_in", "zoom_out"):
+        assert 0.0 <= summary[f"deform_{name}_accuracy"] <= 1.0
+        assert summary[f"val_selected_deform_{name}_accuracy"] >= 0.0
+    for name in ("outliers", "uniform", "gaussian"):
+        for score in ("msp", "energy"):
+            assert 0.0 <= summary[f"ood_{name}_{score}_auroc"] <= 1.0
+            assert 0.0 <= summary[f"ood_{name}_{score}_fpr95"] <= 1.0
+        assert sum(evaluation["confidence_histogram"][name]) == evaluation["ood"][name]["examples"]
+    assert evaluation["ood"]["outliers"]["examples"] == 30
+    # rotation by 0° is the clean test set
+    assert evaluation["rotation_sweep"]["angle"][0] == 0.0
+    assert evaluation["rotation_sweep"]["accuracy"][0] == pytest.approx(summary["test_accuracy"])
+    assert summary["pgd_clean_accuracy"] == pytest.approx(summary["test_accuracy"])  # 45 < 1000
+    assert all(0.0 <= summary[f"pgd_accuracy_{n}"] <= 1.0 for n in (1, 10, 20))
+    assert sum(evaluation["reliability"]["count"]) == 45

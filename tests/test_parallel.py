@@ -65,6 +65,7 @@ def get_config(arg=""):
     config.mix.layers = (1, 2)
     config.data.update(dict(labels_per_class=100, manual_dir={manual!r}, data_dir={data_dir!r}))
     config.log_every_steps = 5
+    config.eval.update(dict(deformations=(), rotation_angles=(), ood_sets=(), pgd_steps=()))
     return config
 """
 

@@ -8,7 +8,7 @@ step s therefore sees exactly the batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Optional
+from typing import Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -78,14 +78,21 @@ class SemiSupervisedBatches:
                 "unlabeled": {"image": self.unlabeled[step]["image"]}}
 
 
-def eval_batches(dataset: ArrayDataset, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """The whole split in order, in batches of a fixed size; the last is padded and masked."""
+def eval_batches(dataset: ArrayDataset, batch_size: int,
+                 extras: Optional[Mapping[str, np.ndarray]] = None
+                 ) -> Iterator[dict[str, np.ndarray]]:
+    """The whole split in order, in batches of a fixed size; the last is padded and masked.
+    `extras`: more per-example arrays ([N, ...], e.g. a deformation's parameters), batched
+    and padded alike under their own keys."""
+    columns = {"image": dataset.images, "label": dataset.labels, **(extras or {})}
+    for name, column in columns.items():
+        if column.shape[0] != len(dataset):
+            raise ValueError(f"{name!r} has {column.shape[0]} rows for {len(dataset)} examples.")
     for start in range(0, len(dataset), batch_size):
-        images = dataset.images[start:start + batch_size]
-        labels = dataset.labels[start:start + batch_size]
-        pad = batch_size - labels.shape[0]
-        mask = np.concatenate([np.ones(labels.shape[0], np.float32), np.zeros(pad, np.float32)])
-        if pad:
-            images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-            labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
-        yield {"image": images, "label": labels, "mask": mask}
+        batch = {name: column[start:start + batch_size] for name, column in columns.items()}
+        count = batch["label"].shape[0]
+        pad = batch_size - count
+        batch = {name: (np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) if pad
+                        else v) for name, v in batch.items()}
+        batch["mask"] = np.concatenate([np.ones(count, np.float32), np.zeros(pad, np.float32)])
+        yield batch
