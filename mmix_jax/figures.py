@@ -86,3 +86,72 @@ def spectra(path: epath.PathLike, panels: Sequence[tuple[str, dict[str, Any]]]) 
     axes[-1].legend(title="class", fontsize=7, ncol=2)
     fig.tight_layout()
     save(fig, path, dpi=120)
+
+
+def reliability(path: epath.PathLike, panels: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Per panel (title, evaluation["reliability"]): accuracy against mean confidence per bin
+    (bars at the bin's accuracy, the diagonal is perfect calibration), bin sizes beneath."""
+    fig = Figure(figsize=(3.6 * len(panels), 3.9))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for axis, (title, bins) in zip(axes, panels):
+        count = np.asarray(bins["count"])
+        edges = np.linspace(0.0, 1.0, count.size + 1)
+        filled = count > 0
+        axis.bar(edges[:-1][filled], np.asarray(bins["accuracy"])[filled], width=1 / count.size,
+                 align="edge", color="tab:blue", alpha=0.75, edgecolor="k", lw=0.5,
+                 label="accuracy")
+        axis.plot(np.asarray(bins["confidence"])[filled], np.asarray(bins["accuracy"])[filled],
+                  "k.", ms=4, label="(confidence, accuracy)")
+        axis.plot([0, 1], [0, 1], "--", color="tab:gray", lw=1)
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1)
+        axis.set_xlabel("confidence (max softmax)")
+        axis.set_title(f"{title}\n{int(count.sum())} test images", fontsize=9)
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    save(fig, path, dpi=120)
+
+
+def rotation_accuracy(path: epath.PathLike,
+                      sweeps: Sequence[tuple[str, dict[str, list[float]]]]) -> None:
+    """Accuracy against a fixed rotation angle; one line per (method, evaluation
+    rotation_sweep), several sweeps of one method (seeds) drawn as thin lines plus their mean."""
+    fig = Figure(figsize=(5.0, 3.8))
+    axis = fig.subplots()
+    for method, color in METHOD_COLORS.items():
+        mine = [sweep for name, sweep in sweeps if name == method]
+        if not mine:
+            continue
+        angles = mine[0]["angle"]
+        for sweep in mine:
+            axis.plot(sweep["angle"], sweep["accuracy"], color=color, lw=0.6, alpha=0.5)
+        axis.plot(angles, np.mean([s["accuracy"] for s in mine], axis=0), color=color,
+                  marker="o", ms=3, label=f"{method} ({len(mine)} seeds)")
+    axis.set_xlabel("rotation angle (degrees)")
+    axis.set_ylabel("test accuracy")
+    axis.legend(fontsize=8)
+    fig.tight_layout()
+    save(fig, path, dpi=120)
+
+
+def confidence_histograms(path: epath.PathLike,
+                          panels: Sequence[tuple[str, dict[str, list[int]]]]) -> None:
+    """Per panel (title, evaluation["confidence_histogram"]): the distribution of the maximum
+    softmax probability on the test set and on each out-of-distribution set (step lines,
+    normalised to fractions)."""
+    fig = Figure(figsize=(3.8 * len(panels), 3.6))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for axis, (title, histograms) in zip(axes, panels):
+        for name, counts in histograms.items():
+            counts = np.asarray(counts, np.float64)
+            edges = np.linspace(0.0, 1.0, counts.size + 1)
+            style = dict(lw=2.0, color="k") if name == "in_distribution" else dict(lw=1.2)
+            axis.stairs(counts / counts.sum(), edges, label=name.replace("_", "-"), **style)
+        axis.set_yscale("log")
+        axis.set_xlabel("confidence (max softmax)")
+        axis.set_title(title, fontsize=9)
+    axes[0].set_ylabel("fraction of images")
+    axes[-1].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    save(fig, path, dpi=120)

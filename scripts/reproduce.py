@@ -30,6 +30,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+import robustness_report  # noqa: E402  (scripts/robustness_report.py)
 from mmix_jax.methods import SEMI_SUPERVISED_TITLES, TITLES, semi_supervised_title, title_of
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -182,6 +183,7 @@ def study_row(run: pathlib.Path, device: str) -> dict[str, Any]:
         "train_seconds": summary["train_s"],
         "wall_seconds": json.loads(wall.read_text())["wall_s"] if wall.exists() else None,
         "device": summary.get("device_kind", device), **semi_supervised_fields(config),
+        **robustness_report.fields(summary),
     }
 
 
@@ -237,7 +239,9 @@ def write_study(name: str, runs: list[pathlib.Path], device: str, docs: pathlib.
     if spectra:
         figures.spectra(docs / "figures" / f"{name}_spectra.png",
                         sorted(spectra, key=lambda p: METHOD_ORDER.index(p[0].split(" (")[0])))
-    return study_table(rows)
+    robustness_report.figures(name, pairs, docs, METHOD_ORDER)
+    robust = robustness_report.tables(rows, METHOD_ORDER, _cell)
+    return study_table(rows) + (f"\n{robust}" if robust else "")
 
 
 def train(config: str, root: pathlib.Path, extra: list[str]) -> pathlib.Path:

@@ -56,8 +56,17 @@ def test_reproduce_study_writes_one_row_per_run_and_tables_mean_and_range(tmp_pa
         (run / "config.json").write_text(json.dumps(config))
         summary = json.loads((run / "summary.json").read_text())
         summary.update(train_accuracy=0.99, train_s=5.0, fgsm_epsilon=0.03,
-                       fgsm_space="normalized", best_test_error_percent=error - 1)
+                       fgsm_space="normalized", best_test_error_percent=error - 1,
+                       deform_rotate40_accuracy=0.6 + seed / 10, pgd_accuracy_20=0.2 + seed / 10,
+                       pgd_accuracy_1=0.5, pgd_clean_accuracy=0.9, ood_mnist_msp_auroc=0.8,
+                       ood_mnist_energy_auroc=0.85, ood_mnist_msp_fpr95=0.4,
+                       ood_mnist_mean_confidence=0.7)
         (run / "summary.json").write_text(json.dumps(summary))
+        (run / "evaluation.json").write_text(json.dumps({
+            "reliability": {"count": [0, 3, 7], "accuracy": [0, 0.5, 0.9],
+                            "confidence": [0, 0.5, 0.95]},
+            "rotation_sweep": {"angle": [0, 45, 90], "accuracy": [0.9, 0.5, 0.2]},
+            "confidence_histogram": {"in_distribution": [1, 2, 7], "mnist": [5, 4, 1]}}))
         (run / "wall.json").write_text(json.dumps({"wall_s": 7.0 + seed}))
         (run / "history.json").write_text(json.dumps([  # validation prefers epoch 2 (tie: later)
             {"step": s, "epoch": s, "val_accuracy": v, "test_error_percent": e, "test_nll": n}
@@ -95,6 +104,12 @@ def test_reproduce_study_writes_one_row_per_run_and_tables_mean_and_range(tmp_pa
     assert rows[0]["method"] == "Manifold Mixup" and rows[0]["device"] == "cpu"
     line = next(l for l in result.stdout.splitlines() if "Manifold Mixup" in l)
     assert "| 11.00 (10.00–12.00) | 10.00 (9.00–11.00) |" in line  # final, best
+    assert rows[1]["pgd_accuracy_20"] == 0.2 + 1 / 10 and rows[1]["ood_mnist_msp_auroc"] == 0.8
+    tables = result.stdout.split("Attacks (accuracy):")[1]
+    assert ("| Manifold Mixup | 2 | 0.900 (0.900–0.900) | 0.500 (0.500–0.500) | 0.500 (0.500–0.500) "
+            "| 0.250 (0.200–0.300) |") in tables  # clean, FGSM, PGD-1, PGD-20
+    for figure in ("reliability", "rotation", "confidence"):
+        assert (tmp_path / "docs" / "figures" / f"toy_{figure}.png").stat().st_size > 1000
 
 
 def test_study_plans_state_their_runs():
