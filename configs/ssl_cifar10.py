@@ -28,4 +28,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         data=dict(name="cifar10", validation_per_class=500, labels_per_class=400,
                   image_shape=(32, 32, 3), crop_padding=2, flip=True,
                   normalization="per_channel", zca=True),
-        model=dict(name="wrn28_2_ssl"))
+        model=dict(name="wrn28_2_ssl", dropout_rate=0.3))

@@ -27,4 +27,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         arg, epochs=EPOCHS, milestones=MILESTONES, methods=METHODS, evaluations=50,
         data=dict(name="svhn_cropped", validation_per_class=732, labels_per_class=100,
                   image_shape=(32, 32, 3), crop_padding=2, flip=False, normalization="half"),
-        model=dict(name="wrn28_2_ssl"))
+        model=dict(name="wrn28_2_ssl", dropout_rate=0.3))

@@ -89,6 +89,12 @@ def add_methods(config: ml_collections.ConfigDict, method: str | None,
                                                                             layers=layers)))
 
 
+# ICT's README commands (vikasverma1077/ICT): --dropout 0.0, SGD momentum 0.9 without Nesterov
+# (its default), weight decay 1e-4 (its default), a cosine ramp-down of the learning rate that
+# reaches 0 at --lr_rampdown_epochs 450 for --epochs 400.
+ICT_RUN = dict(dropout_rate=0.0, nesterov=False, weight_decay=1e-4, rampdown_ratio=450 / 400)
+
+
 def semi_supervised_methods(*, weight_max: float, ict_alpha: float,
                             ict_weight_max: float = 100.0) -> dict[str, dict[str, Any]]:
     """The three semi-supervised methods with the authors' fixed settings; the numbers that
@@ -100,7 +106,9 @@ def semi_supervised_methods(*, weight_max: float, ict_alpha: float,
       from the same network, α = 2 at {0, 1, 2}, w_max = `weight_max`, ramped up over the first
       40 % of the updates.
     - "ict" (ICT's README): input mixing with α = `ict_alpha` in both terms, mean-teacher
-      targets (EMA 0.999), softmax-MSE weighted up to `ict_weight_max` over the first 25 %.
+      targets (EMA 0.999), softmax-MSE weighted up to `ict_weight_max` over the first 25 %;
+      and ICT's own run settings (`ICT_RUN`: no dropout, no Nesterov, weight decay 1e-4, the
+      cosine ramp-down), applied by `semi_supervised_config`.
     """
     manifold = dict(targets="self", supervised_alpha=0.1, supervised_layers=(0, 1, 2),
                     unsupervised_alpha=2.0, unsupervised_layers=(0, 1, 2),
@@ -111,7 +119,7 @@ def semi_supervised_methods(*, weight_max: float, ict_alpha: float,
         "ict": dict(targets="mean_teacher", supervised_alpha=ict_alpha, supervised_layers=(0,),
                     unsupervised_alpha=ict_alpha, unsupervised_layers=(0,),
                     unsupervised_weight_max=ict_weight_max, rampup_fraction=0.25,
-                    ema_decay=0.999),
+                    ema_decay=0.999, run=ICT_RUN),
     }
 
 
@@ -131,17 +139,30 @@ def semi_supervised_config(arg: str, *, data: Mapping[str, Any], model: Mapping[
         dict(data_dir="", manual_dir="", path="", test_per_class=0, zca=False), **data))
     config.model = ml_collections.ConfigDict(dict(dict(dtype="float32", init="torch"), **model))
     config.optimizer = sgd(scaled_milestones(milestones, epochs, run_epochs))
-    config.optimizer.weight_decay = weight_decay
+    config.optimizer.update(dict(weight_decay=weight_decay, schedule="step", rampdown_epochs=0.0))
     config.checkpoint.every_epochs = max(1, run_epochs // evaluations)
     config.checkpoint.best_metric = "val_accuracy"
     add_semi_supervised_methods(config, picked.get("method"), methods)
     return config
 
 
+def run_overrides(method: Mapping[str, Any], epochs: int) -> dict[str, Any]:
+    """The model and optimizer keys a method sets beyond config.semi_supervised (its "run"
+    entry, e.g. ICT_RUN), as config overrides; empty for methods without one."""
+    run = method.get("run")
+    if not run:
+        return {}
+    return {"model": {"dropout_rate": run["dropout_rate"]},
+            "optimizer": {"nesterov": run["nesterov"], "weight_decay": run["weight_decay"],
+                          "schedule": "cosine",
+                          "rampdown_epochs": round(run["rampdown_ratio"] * epochs, 3)}}
+
+
 def semi_supervised_section(method: Mapping[str, Any], epochs: int) -> ml_collections.ConfigDict:
     """config.semi_supervised for one method of a semi-supervised table: its entries, with the
     ramp-up given as a fraction of the run ("rampup_fraction") turned into epochs."""
     entries = dict(method)
+    entries.pop("run", None)
     fraction = entries.pop("rampup_fraction")
     entries.setdefault("ema_decay", 0.999)
     entries.setdefault("unlabeled_batch_size", 100)
@@ -156,12 +177,16 @@ def add_semi_supervised_methods(config: ml_collections.ConfigDict, method: str |
                 for name in names}
     config.semi_supervised = sections[names[0]]
     config.variants = ml_collections.ConfigDict()
-    if method is None:
-        for name in names:
-            config.variants[name] = ml_collections.ConfigDict(
-                dict(semi_supervised=sections[name].to_dict()))
+    if method is not None:
+        for key, values in run_overrides(methods[method], config.num_epochs).items():
+            config[key].update(values)
+        return
+    for name in names:
+        config.variants[name] = ml_collections.ConfigDict(dict(
+            semi_supervised=sections[name].to_dict(),
+            **run_overrides(methods[name], config.num_epochs)))
 
 
 __all__ = ["add_methods", "add_semi_supervised_methods", "base", "parse_arg", "robustness",
-           "scaled_milestones", "semi_supervised_config", "semi_supervised_methods",
+           "run_overrides", "scaled_milestones", "semi_supervised_config", "semi_supervised_methods",
            "semi_supervised_section", "sgd"]

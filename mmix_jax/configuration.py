@@ -24,7 +24,7 @@ from mmix_jax.losses import LOSS_NAMES
 from mmix_jax.mixup import MixSpec
 from mmix_jax.models import MODEL_NAMES, DTYPES, MixableModel, ModelSpec
 from mmix_jax.models.init import INIT_SCHEMES
-from mmix_jax.optim import OptimizerSpec
+from mmix_jax.optim import SCHEDULES, OptimizerSpec
 from mmix_jax.semi_supervised_config import SemiSupervisedRun, semi_supervised_run
 
 
@@ -125,14 +125,24 @@ def mix_spec(config: ml_collections.ConfigDict, model: MixableModel) -> MixSpec:
                    loss=config.loss)
 
 
-def optimizer_spec(optimizer: ml_collections.ConfigDict) -> OptimizerSpec:
+def optimizer_spec(optimizer: ml_collections.ConfigDict, num_epochs: int) -> OptimizerSpec:
+    """config.optimizer; schedule (default "step") and rampdown_epochs only where set."""
     if optimizer.learning_rate <= 0:
         raise invalid("optimizer.learning_rate", optimizer.learning_rate, "must be > 0")
-    return OptimizerSpec(
+    spec = OptimizerSpec(
         learning_rate=float(optimizer.learning_rate), momentum=float(optimizer.momentum),
         nesterov=bool(optimizer.nesterov), weight_decay=float(optimizer.weight_decay),
         milestones=tuple(int(m) for m in optimizer.milestones),
-        decay_factor=float(optimizer.decay_factor))
+        decay_factor=float(optimizer.decay_factor),
+        schedule=str(optimizer.get("schedule", "step")),
+        rampdown_epochs=float(optimizer.get("rampdown_epochs", 0.0)))
+    if spec.schedule not in SCHEDULES:
+        raise invalid("optimizer.schedule", spec.schedule, f"choose one of {SCHEDULES}")
+    if spec.schedule == "cosine" and spec.rampdown_epochs < num_epochs:
+        raise invalid("optimizer.rampdown_epochs", spec.rampdown_epochs,
+                      f"the cosine ramp-down must end at or after the last epoch ({num_epochs}; "
+                      "ICT uses about 10 % more)")
+    return spec
 
 
 def checkpoint_spec(config: ml_collections.ConfigDict, has_validation: bool) -> CheckpointSpec:
@@ -229,7 +239,7 @@ def run_spec(config: ml_collections.ConfigDict) -> RunSpec:
         seed=int(config.seed), num_classes=int(num_classes), data=data, model=model,
         mix=(mix_spec(config, model.build(num_classes)) if semi_supervised is None
              else semi_supervised.spec.supervised_mix_spec),
-        optimizer=optimizer_spec(config.optimizer),
+        optimizer=optimizer_spec(config.optimizer, int(config.num_epochs)),
         checkpoint=checkpoint_spec(config, data.validation_per_class > 0),
         eval=checked_for_data(eval_settings(config), data),
         tensorboard=bool(config.get("tensorboard", True)),

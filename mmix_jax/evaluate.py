@@ -35,7 +35,7 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from mmix_jax import parallel
 from mmix_jax.data.pipeline import ArrayDataset, eval_batches
-from mmix_jax.attacks import FGSM_SPACES, fgsm_logits_fn, pgd_logits_fn
+from mmix_jax.attacks import FGSM_SPACES, fgsm_logits_fn, pgd_logits_fn, pgd_parts
 from mmix_jax.deformations import deformed_logits_fn
 from mmix_jax.input_space import InputSpace
 from mmix_jax.state import TrainState
@@ -171,12 +171,16 @@ class EvalSettings:
 @functools.lru_cache(maxsize=64)
 def per_example_step(mesh: Mesh, kind: str, space: InputSpace, *args: Any) -> Callable:
     """jit(shard_map) of the per-example function `kind` ("logits", "fgsm" with (ε, attack
-    space), "pgd" with (ε, steps, step size, attack space), "deformed", "representation" with
-    a mix point), built once per arguments: an evaluation repeated during training reuses the
+    space), "pgd" with (ε, steps, step size, attack space), "pgd_start" / "pgd_step" /
+    "pgd_logits" with (ε, step size, attack space), "deformed", "representation" with a mix
+    point), built once per arguments: an evaluation repeated during training reuses the
     compiled function. A whitening `space` takes its constants as a third, replicated
     argument."""
     build = {"logits": logits_fn, "fgsm": fgsm_logits_fn, "pgd": pgd_logits_fn,
-             "deformed": deformed_logits_fn, "representation": representation_fn}
+             "deformed": deformed_logits_fn, "representation": representation_fn,
+             **{f"pgd_{part}": functools.partial(
+                 lambda space, *args, part: pgd_parts(space, *args)[part], part=part)
+                for part in ("start", "step", "logits")}}
     in_specs = (P(), P(parallel.DATA_AXIS)) + ((P(),) if space.whiten else ())
     return jax.jit(jax.shard_map(build[kind](space, *args), mesh=mesh, in_specs=in_specs,
                                  out_specs=P(parallel.DATA_AXIS)))

@@ -1,4 +1,5 @@
-"""The paper's optimizer through optax: SGD, Nesterov momentum, L2 weight decay, step schedule.
+"""The paper's optimizer through optax: SGD, Nesterov momentum, L2 weight decay, step schedule;
+or ICT's cosine ramp-down of the learning rate.
 
 PyTorch's SGD adds `weight_decay · w` to the gradient before the momentum buffer; the chain
 add_decayed_weights → sgd(momentum, nesterov) does the same, and optax's Nesterov trace equals
@@ -15,7 +16,10 @@ import optax
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerSpec:
-    """SGD with (Nesterov) momentum and L2 decay; lr × decay_factor at each milestone epoch."""
+    """SGD with (Nesterov) momentum and L2 decay. schedule "step": lr × decay_factor at each
+    milestone epoch; "cosine": ICT's ramp-down, lr · ½(1 + cos(π·epoch / rampdown_epochs)) with
+    the epoch fractional (per update), reaching 0 at `rampdown_epochs` (ICT sets it ~10 % past
+    the last epoch, so training ends a little above 0)."""
 
     learning_rate: float = 0.1
     momentum: float = 0.9
@@ -23,6 +27,8 @@ class OptimizerSpec:
     weight_decay: float = 1e-4
     milestones: tuple[int, ...] = ()
     decay_factor: float = 0.1
+    schedule: str = "step"
+    rampdown_epochs: float = 0.0
 
 
 def step_schedule(learning_rate: float, milestones: Sequence[int],
@@ -32,6 +38,14 @@ def step_schedule(learning_rate: float, milestones: Sequence[int],
     for step in milestones:  # repeated milestones multiply
         boundaries[int(step)] = boundaries.get(int(step), 1.0) * decay_factor
     return optax.piecewise_constant_schedule(learning_rate, boundaries)
+
+
+SCHEDULES = ("step", "cosine")
+
+
+def cosine_rampdown_schedule(learning_rate: float, rampdown_steps: int) -> optax.Schedule:
+    """ICT's `cosine_rampdown` per update: lr · ½(1 + cos(π·step / rampdown_steps)), 0 after."""
+    return optax.cosine_decay_schedule(learning_rate, decay_steps=rampdown_steps, alpha=0.0)
 
 
 def paper_sgd(schedule: optax.Schedule, *, momentum: float = 0.9, nesterov: bool = True,
@@ -44,7 +58,12 @@ def paper_sgd(schedule: optax.Schedule, *, momentum: float = 0.9, nesterov: bool
 def make_optimizer(spec: OptimizerSpec, steps_per_epoch: int
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """The optimiser of `spec` and its learning-rate schedule, both per step."""
-    schedule = step_schedule(spec.learning_rate, [m * steps_per_epoch for m in spec.milestones],
-                             spec.decay_factor)
+    if spec.schedule == "cosine":
+        schedule = cosine_rampdown_schedule(spec.learning_rate,
+                                            round(spec.rampdown_epochs * steps_per_epoch))
+    else:
+        schedule = step_schedule(spec.learning_rate,
+                                 [m * steps_per_epoch for m in spec.milestones],
+                                 spec.decay_factor)
     return paper_sgd(schedule, momentum=spec.momentum, nesterov=spec.nesterov,
                      weight_decay=spec.weight_decay), schedule

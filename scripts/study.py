@@ -147,6 +147,25 @@ def run_all(runs: list[Run], root: pathlib.Path, parallel: int, extra: list[str]
     return [r.name for r in runs if not (root / r.name / "summary.json").exists()]
 
 
+def evaluate_all(runs: list[Run], root: pathlib.Path, extra: list[str]) -> None:
+    """`--mode=evaluate` on every finished run (e.g. with robustness metrics added to the
+    config since it trained), one at a time; the wall time goes to wall.json's evaluate_s."""
+    for run in runs:
+        workdir = root / run.name
+        if not (workdir / "summary.json").exists():
+            print(f"skipped {run.name}: not finished", flush=True)
+            continue
+        started = time.time()
+        with open(root / f"{run.name}.log", "a") as log:
+            code = subprocess.call(run.command(workdir, extra + ["--mode=evaluate"]), cwd=ROOT,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        record = json.loads((workdir / "wall.json").read_text()) if (
+            workdir / "wall.json").exists() else {}
+        record.update(evaluate_s=time.time() - started, evaluate_returncode=code)
+        (workdir / "wall.json").write_text(json.dumps(record, indent=2) + "\n")
+        print(f"evaluated {run.name}: rc {code}, {time.time() - started:.0f} s", flush=True)
+
+
 def pack(root: pathlib.Path, out: pathlib.Path) -> None:
     """The runs' JSON files and logs (no checkpoints) in one archive."""
     with tarfile.open(out, "w:gz") as archive:
@@ -171,12 +190,17 @@ def main() -> None:
                         help="stop (checkpointed) after this many seconds; 0: none")
     parser.add_argument("--pack", type=pathlib.Path, help="write the results archive here")
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="evaluate the finished runs again from their checkpoints instead")
     args = parser.parse_args()
     runs = [r for r in STUDIES[args.study]() if re.search(args.only, r.name)]
     extra = [f"--config.{kv}" for kv in args.set] + args.flag
     if args.dry_run:
         for run in runs:
             print(" ".join(run.command(args.root / run.name, extra)))
+        return
+    if args.evaluate:
+        evaluate_all(runs, args.root, extra)
         return
     args.root.mkdir(parents=True, exist_ok=True)
     deadline = time.time() + args.deadline_s if args.deadline_s else float("inf")

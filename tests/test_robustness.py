@@ -96,10 +96,14 @@ def test_pgd_with_one_step_of_size_epsilon_and_no_random_start_is_fgsm(attack_sp
     space, state = InputSpace((0.5, 0.4, 0.3), (0.2, 0.25, 0.3)), _mlp_state()
     fgsm = fgsm_logits_fn(space, 0.1, attack_space)(state, batch)
     one_step = pgd_logits_fn(space, 0.1, 1, 0.1, attack_space)(state, batch)
-    np.testing.assert_array_equal(np.asarray(one_step), np.asarray(fgsm))
+    # equal up to float rounding (the loop body is compiled, FGSM here runs op by op)
+    np.testing.assert_allclose(np.asarray(one_step), np.asarray(fgsm), rtol=1e-5, atol=1e-5)
     # Madry's α = 2.5 ε / steps with one step overshoots, and the projection makes it FGSM
     overshoot = pgd_logits_fn(space, 0.1, 1, madry_step_size(0.1, 1), attack_space)(state, batch)
-    np.testing.assert_array_equal(np.asarray(overshoot), np.asarray(fgsm))
+    np.testing.assert_allclose(np.asarray(overshoot), np.asarray(fgsm), rtol=1e-5, atol=1e-5)
+    # a smaller step is not FGSM
+    assert not np.allclose(np.asarray(pgd_logits_fn(space, 0.1, 1, 0.05, attack_space)(
+        state, batch)), np.asarray(fgsm), rtol=1e-3, atol=1e-3)
 
 
 def test_pgd_on_a_linear_model_reaches_the_closed_form_optimum_from_a_random_start():
@@ -127,3 +131,31 @@ def test_pgd_on_a_linear_model_reaches_the_closed_form_optimum_from_a_random_sta
     clean = np.einsum("nf,nf->n", x, difference) + (np.asarray(bias)[labels]
                                                      - np.asarray(bias)[1 - labels])
     np.testing.assert_allclose(margin, clean - epsilon * np.abs(difference).sum(1), atol=1e-4)
+
+
+def test_pgd_run_step_by_step_from_the_host_equals_the_single_function_with_its_start():
+    """robustness runs PGD's steps from the host (on every device of the mesh); the iterates
+    are those of `pgd_logits_fn`'s fori_loop from the same random start."""
+    from mmix_jax import parallel
+    from mmix_jax.data.pipeline import ArrayDataset
+    from mmix_jax.models.mlp import MLP
+    from mmix_jax.optim import paper_sgd, step_schedule
+    from mmix_jax.robustness import _Runner
+    from mmix_jax.state import create_train_state
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (24, 4, 4, 1), dtype=np.uint8)
+    labels = rng.integers(0, 3, 24).astype(np.int32)
+    start = rng.uniform(-1, 1, images.shape).astype(np.float32)
+    state = create_train_state(MLP(num_classes=3, widths=(16,), activation="tanh"),
+                               paper_sgd(step_schedule(0.1, [], 0.1)), jax.random.key(0),
+                               jnp.zeros((1, 4, 4, 1)))
+    space = InputSpace((0.5,), (0.25,))
+    mesh = parallel.make_mesh()
+    runner = _Runner(state, space, 24 // 1, mesh, None)
+    stepped = runner.pgd(ArrayDataset(images, labels), 5, 0.1, 0.04, "pixel",
+                         extras={"start": start})
+    whole = pgd_logits_fn(space, 0.1, 5, 0.04, "pixel")(
+        state, {"image": jnp.asarray(images), "label": jnp.asarray(labels),
+                "start": jnp.asarray(start)})
+    np.testing.assert_allclose(stepped, np.asarray(whole), rtol=1e-5, atol=1e-6)
