@@ -34,6 +34,9 @@ _MODE = flags.DEFINE_enum(
     "mode", "train", ["train", "evaluate"],
     "train: train (resuming from the workdir's checkpoints) and evaluate; evaluate: only "
     "evaluate the newest checkpoint of each run in the workdir, writing evaluation.json.")
+_VAL_SELECTED = flags.DEFINE_bool(
+    "evaluate_val_selected", True, "With --mode=evaluate: also evaluate the checkpoint chosen on "
+    "the validation split (evaluation_val_selected.json); false: the newest checkpoint only.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() with JAX's cluster auto-detection.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
@@ -78,7 +81,7 @@ def main(argv: list[str]) -> None:
     initialize_distributed()
     try:
         if _MODE.value == "evaluate":
-            runs.evaluate(_CONFIG.value, _WORKDIR.value)
+            runs.evaluate(_CONFIG.value, _WORKDIR.value, val_selected=_VAL_SELECTED.value)
         else:
             runs.run(_CONFIG.value, _WORKDIR.value)
     except (ConfigError, WorkdirError) as error:

@@ -115,12 +115,17 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
     return summaries
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
-    """Evaluates the newest checkpoint of each variant of `config` under `workdir`."""
+def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+             val_selected: bool = True) -> dict[str, Any]:
+    """Evaluates the newest checkpoint of each variant of `config` under `workdir` (and, with
+    a validation split and `val_selected`, the checkpoint chosen on it)."""
     runs = _specs_and_dirs(config, workdir_path(workdir))
     first = runs[0][1]
     splits = load_dataset(first.data, first.seed, first.num_classes)
-    return {name or "run": summary_scalars(evaluate_checkpoint(spec, run_dir, splits))
+    for _, spec, _ in runs:
+        check_sources(spec.eval, splits.test, spec.data.data_dir)
+    return {name or "run": summary_scalars(evaluate_checkpoint(spec, run_dir, splits,
+                                                               val_selected))
             for name, spec, run_dir in runs}
 
 

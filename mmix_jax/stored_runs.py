@@ -57,7 +57,8 @@ def restore_newest(spec: RunSpec, workdir: epath.Path, splits: Splits,
     return restored
 
 
-def evaluate_checkpoint(spec: RunSpec, workdir: epath.Path, splits: Splits) -> dict[str, Any]:
+def evaluate_checkpoint(spec: RunSpec, workdir: epath.Path, splits: Splits,
+                        val_selected: bool = True) -> dict[str, Any]:
     """Restores the newest checkpoint in `workdir` and runs the full test evaluation; with a
     validation split also the checkpoint chosen on it (evaluation_val_selected.json, and the
     val_selected_* entries of an existing summary.json are rewritten)."""
@@ -67,7 +68,7 @@ def evaluate_checkpoint(spec: RunSpec, workdir: epath.Path, splits: Splits) -> d
     logging.info("evaluated %s at step %d: %s", workdir, results["step"],
                  json.dumps(summary_scalars(results), sort_keys=True))
     update_summary(workdir, summary_scalars(results))
-    if splits.validation is not None:
+    if splits.validation is not None and val_selected:
         evaluate_val_selected(spec, workdir, splits, mesh)
     return results
 
