@@ -166,6 +166,7 @@ def semi_supervised_section(method: Mapping[str, Any], epochs: int) -> ml_collec
     fraction = entries.pop("rampup_fraction")
     entries.setdefault("ema_decay", 0.999)
     entries.setdefault("unlabeled_batch_size", 100)
+    entries.setdefault("batch_norm_passes", "step")  # "authors": their five passes
     return ml_collections.ConfigDict(dict(entries, rampup_epochs=fraction * epochs))
 
 

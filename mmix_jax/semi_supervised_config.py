@@ -66,7 +66,8 @@ def semi_supervised_run(config: ml_collections.ConfigDict, model: MixableModel
         unsupervised_layers=mix_points(section.unsupervised_layers,
                                         "semi_supervised.unsupervised_layers", name, points),
         unsupervised_weight_max=float(section.unsupervised_weight_max),
-        ema_decay=float(decay))
+        ema_decay=float(decay),
+        batch_norm_passes=str(section.get("batch_norm_passes", "step")))
     try:
         spec = SemiSupervisedSpec(**spec_args)
     except ValueError as error:

@@ -363,3 +363,101 @@ def test_each_process_takes_its_share_of_both_streams(monkeypatch):
     assert share["labeled"]["image"].tolist() == [4, 5, 6, 7]
     assert share["labeled"]["label"].tolist() == [104, 105, 106, 107]
     assert share["unlabeled"]["image"].tolist() == list(range(206, 212))
+
+
+class InputNormNet(MixableModel):
+    """BatchNorm on the (flattened) input, then the logits: the running statistics after an
+    update are averages of the batches the passes saw, computable by hand. One mix point (0)."""
+
+    num_classes: int = CLASSES
+    dtype: jnp.dtype = jnp.float32
+
+    @property
+    def num_mix_points(self) -> int:
+        return 1
+
+    @property
+    def has_batch_norm(self) -> bool:
+        return True
+
+    def setup(self):
+        self.norm = nn.BatchNorm(momentum=0.9)
+        self.dense = nn.Dense(self.num_classes)
+
+    def segment(self, index, h, train):
+        h = self.norm(h.reshape(h.shape[0], -1), use_running_average=not train)
+        return self.dense(h)
+
+
+@pytest.mark.parametrize("passes", ["step", "authors"])
+def test_batch_norm_statistics_follow_the_pass_order_by_hand(passes):
+    """"step": targets (clean u), mixed labelled, mixed u. "authors": mixed labelled, clean u,
+    mixed u, then after the update clean labelled and clean u. Running mean and variance after
+    one update from (0, 1), each pass r ← 0.9·r + 0.1·(batch statistic), against numpy."""
+    from mmix_jax.semi_supervised import draws
+    data = np.random.default_rng(4)
+    labeled = {"image": jnp.asarray(data.normal(1.0, 2.0, (8, 5)), jnp.float32),
+               "label": jnp.arange(8, dtype=jnp.int32) % CLASSES}
+    unlabeled = {"image": jnp.asarray(data.normal(-1.0, 0.5, (6, 5)), jnp.float32)}
+    state = create_train_state(InputNormNet(), paper_sgd(step_schedule(0.1, [], 0.1)),
+                               jax.random.key(1), labeled["image"])
+    spec = SemiSupervisedSpec(num_classes=CLASSES, rampup_steps=0, supervised_layers=(0,),
+                              unsupervised_layers=(0,), batch_norm_passes=passes)
+    rng = jax.random.key(7)
+    new_state, _ = jax.jit(functools.partial(ssl_mixup_step, config=spec))(
+        state, labeled, unlabeled, rng)
+    drawn = draws(rng, spec, 8, 6)
+
+    def mixed(x, draw):
+        x, lam = np.asarray(x, np.float64), float(draw.lam)
+        return lam * x + (1 - lam) * x[np.asarray(draw.perm)]
+
+    l, u = np.asarray(labeled["image"], np.float64), np.asarray(unlabeled["image"], np.float64)
+    l_mixed, u_mixed = mixed(l, drawn.supervised), mixed(u, drawn.unsupervised)
+    order = {"step": [u, l_mixed, u_mixed], "authors": [l_mixed, u, u_mixed, l, u]}[passes]
+    mean, var = np.zeros(5), np.ones(5)
+    for batch in order:
+        mean = 0.9 * mean + 0.1 * batch.mean(0)
+        var = 0.9 * var + 0.1 * batch.var(0)
+    stats = new_state.batch_stats["norm"]
+    np.testing.assert_allclose(stats["mean"], mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stats["var"], var, rtol=1e-5, atol=1e-6)
+
+
+def test_cosine_rampdown_is_icts_formula_per_update():
+    from mmix_jax.optim import OptimizerSpec, make_optimizer
+    spec = OptimizerSpec(learning_rate=0.1, nesterov=False, schedule="cosine",
+                         rampdown_epochs=4.5)
+    _, schedule = make_optimizer(spec, steps_per_epoch=10)
+    for step in (0, 1, 10, 22, 44, 45, 60):
+        epoch = min(step / 10, 4.5)  # ICT: epoch + step_in_epoch / steps_in_epoch
+        expected = 0.1 * 0.5 * (np.cos(np.pi * epoch / 4.5) + 1)
+        assert float(schedule(step)) == pytest.approx(expected, abs=1e-7), step
+    config = importlib.import_module("ssl_fashion_mnist").get_config("ict")
+    config.optimizer.rampdown_epochs = config.num_epochs - 1
+    with pytest.raises(ConfigError, match="optimizer.rampdown_epochs .* at or after the last"):
+        run_spec(config)
+
+
+@pytest.mark.parametrize("name, alpha, epochs", [("ssl_cifar10", 1.0, 1000),
+                                                 ("ssl_svhn", 0.1, 200)])
+def test_ict_preset_has_icts_readme_settings(name, alpha, epochs):
+    """ICT's README: --dropout 0.0 --mixup_consistency 100.0 --consistency_rampup_ends at 1/4
+    of --epochs, --lr_rampdown_epochs 450 for --epochs 400, --ema_decay 0.999, α 1 (CIFAR-10)
+    and 0.1 (SVHN), momentum 0.9 without Nesterov (its default), weight decay 1e-4 (default).
+    The other methods keep the Manifold Mixup settings."""
+    specs = dict(run_specs(importlib.import_module(name).get_config("")))
+    ict = specs["ict"]
+    assert dict(ict.model.options)["dropout_rate"] == 0.0
+    assert (ict.optimizer.momentum, ict.optimizer.nesterov, ict.optimizer.weight_decay,
+            ict.optimizer.schedule) == (0.9, False, 1e-4, "cosine")
+    assert ict.optimizer.rampdown_epochs == pytest.approx(epochs * 450 / 400)
+    ssl = ict.semi_supervised
+    assert (ssl.spec.supervised_alpha, ssl.spec.unsupervised_alpha,
+            ssl.spec.unsupervised_weight_max, ssl.spec.ema_decay, ssl.spec.targets) == (
+        alpha, alpha, 100.0, 0.999, "mean_teacher")
+    assert ssl.rampup_epochs == pytest.approx(epochs / 4)
+    manifold = specs["manifold"]
+    assert dict(manifold.model.options)["dropout_rate"] == 0.3
+    assert (manifold.optimizer.nesterov, manifold.optimizer.weight_decay,
+            manifold.optimizer.schedule) == (True, 5e-4, "step")

@@ -145,12 +145,31 @@ def load_image_dataset(spec: DataSpec, num_classes: int, seed: int) -> Splits:
     return Splits(train, test, num_classes, mean, std, validation, unlabeled, zca)
 
 
+def load_spirals(spec: DataSpec, seed: int) -> Splits:
+    """Two generated spirals; with labels_per_class only that many points per class keep their
+    label, and with `unlabeled` every training point (labelled ones too) is the unlabelled
+    pool, as for image data."""
+    kwargs = dict(noise=spec.noise, turns=spec.turns)
+    train = two_spirals(spec.num_train, seed=seed, **kwargs)
+    test = two_spirals(spec.num_test, seed=seed + 1, **kwargs)
+    validation = unlabeled = None
+    if spec.validation_per_class:
+        validation, train = split_per_class(train, spec.validation_per_class, 2, seed,
+                                            VALIDATION_STREAM, key="data.validation_per_class")
+    if spec.unlabeled:
+        if not spec.labels_per_class:
+            raise DataError("config.data.unlabeled needs config.data.labels_per_class > 0.")
+        unlabeled = train
+    if spec.labels_per_class:
+        train, _ = split_per_class(train, spec.labels_per_class, 2, seed, LABELED_STREAM,
+                                   key="data.labels_per_class", at_most=not spec.unlabeled)
+    return Splits(train, test, num_classes=2, validation=validation, unlabeled=unlabeled)
+
+
 def load_dataset(spec: DataSpec, seed: int, num_classes: Optional[int] = None) -> Splits:
     """The train (validation) and test splits of the data `spec` names."""
     if spec.name == "spirals":
-        kwargs = dict(noise=spec.noise, turns=spec.turns)
-        return Splits(two_spirals(spec.num_train, seed=seed, **kwargs),
-                      two_spirals(spec.num_test, seed=seed + 1, **kwargs), num_classes=2)
+        return load_spirals(spec, seed)
     if spec.name == NPZ:
         if not num_classes:
             raise DataError("config.num_classes must be set for npz data.")

@@ -61,8 +61,11 @@ class TrainBatches:
 class SemiSupervisedBatches:
     """Two independent streams for semi-supervised runs: `batches[step]` is
     {"labeled": {"image", "label"}, "unlabeled": {"image"}}. An epoch is one pass over the
-    unlabelled pool; the labelled set is cycled through at its own pace (as the authors'
-    `zip(cycle(labelled), unlabelled)`). Both are functions of (seed, step) alone."""
+    unlabelled pool; the labelled set is gone through at its own pace, reshuffled (with fresh
+    augmentation) at each of its own epochs. The authors' `zip(cycle(labelled), unlabelled)`
+    instead replays the batches `itertools.cycle` cached on the first pass, in the same order
+    and with the same augmentation, until the unlabelled epoch ends. Both streams are functions
+    of (seed, step) alone."""
 
     LABELED_STREAM, UNLABELED_STREAM = 1, 2
 
