@@ -6,7 +6,7 @@ its own `matplotlib.figure.Figure`, which renders headless through Agg when save
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from etils import epath
@@ -23,12 +23,15 @@ def save(fig: Figure, path: epath.PathLike, dpi: int) -> None:
 
 def decision_boundaries(path: epath.PathLike, grid_axis: np.ndarray,
                         panels: Sequence[tuple[str, np.ndarray]], points: np.ndarray,
-                        labels: np.ndarray) -> None:
+                        labels: np.ndarray,
+                        labeled: Optional[tuple[np.ndarray, np.ndarray]] = None) -> None:
     """One panel per method: P(class 1) over a square grid, its 0.5 contour, and the data.
 
     Args:
       grid_axis: the G coordinates of each grid axis; each panel's probabilities are [G·G]
         in row-major (y, x) order, as `np.meshgrid(grid_axis, grid_axis)` flattens them.
+      labeled: (points, labels) drawn large on top (the labelled points of a semi-supervised
+        run; `points` are then drawn faint).
     """
     fig = Figure(figsize=(4.2 * len(panels), 4.8))
     axes = fig.subplots(1, len(panels), squeeze=False)
@@ -38,7 +41,10 @@ def decision_boundaries(path: epath.PathLike, grid_axis: np.ndarray,
                       vmin=0, vmax=1)
         axis.contour(grid_axis, grid_axis, field, levels=[0.5], colors="k", linewidths=1)
         axis.scatter(points[:, 0], points[:, 1], c=labels, cmap="RdBu_r", s=3, edgecolors="none",
-                     vmin=-0.5, vmax=1.5)
+                     vmin=-0.5, vmax=1.5, alpha=0.35 if labeled is not None else 1.0)
+        if labeled is not None:
+            axis.scatter(labeled[0][:, 0], labeled[0][:, 1], c=labeled[1], cmap="RdBu_r", s=60,
+                         edgecolors="k", linewidths=1.2, vmin=-0.5, vmax=1.5, marker="o")
         axis.set_title(title)
         axis.set_aspect("equal")
         axis.set_xticks([])

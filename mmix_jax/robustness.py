@@ -131,7 +131,7 @@ def pgd_results(run: _Runner, dataset: ArrayDataset, settings: EvalSettings) -> 
     accuracy = {}
     for steps in settings.pgd_steps:
         step_size = madry_step_size(epsilon, steps, settings.pgd_step_factor)
-        logits = run.pgd(subset, steps, epsilon, step_size, settings.fgsm_space, extras)
+        logits = run.pgd(subset, steps, epsilon, step_size, settings.fgsm_space, extras=extras)
         accuracy[str(steps)] = float(np.mean(logits.argmax(-1) == subset.labels))
     clean = float(np.mean(run("logits", subset).argmax(-1) == subset.labels))
     return {"pgd": {"epsilon": epsilon, "space": settings.fgsm_space, "examples": count,

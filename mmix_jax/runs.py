@@ -107,8 +107,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
         summaries[name or "run"] = result.summary
         logging.info("%s: %s", name or "run", json.dumps(result.summary, sort_keys=True))
     if two_d and jax.process_index() == 0:
+        labeled = ((splits.train.images, splits.train.labels) if splits.unlabeled is not None
+                   else None)
         figures.decision_boundaries(workdir / "decision_boundaries.png", grid_axis, panels,
-                                    splits.test.images, splits.test.labels)
+                                    splits.test.images, splits.test.labels, labeled)
     named = bool(runs[0][0])
     if jax.process_index() == 0:
         write_json_atomically(workdir / SUMMARY_FILE, summaries if named else summaries["run"])
