@@ -461,3 +461,21 @@ def test_ict_preset_has_icts_readme_settings(name, alpha, epochs):
     assert dict(manifold.model.options)["dropout_rate"] == 0.3
     assert (manifold.optimizer.nesterov, manifold.optimizer.weight_decay,
             manifold.optimizer.schedule) == (True, 5e-4, "step")
+
+
+def test_spirals_demonstration_trains_three_methods_on_eight_labels(tmp_path):
+    """configs/ssl_spirals.py at a tenth of its epochs: 4 labelled points per class, every
+    other training point outside validation unlabelled; the three methods report the
+    validation-selected checkpoint, and the labelled-only baseline has learnt from 8 points."""
+    from mmix_jax import runs
+    config = importlib.import_module("ssl_spirals").get_config("epochs=10")
+    splits = load_dataset(run_specs(config)[0][1].data, seed=0, num_classes=2)
+    np.testing.assert_array_equal(np.bincount(splits.train.labels), [4, 4])
+    assert len(splits.unlabeled) == 2000 - 50 and len(splits.validation) == 50
+    summary = runs.run(config, tmp_path / "demo")
+    assert sorted(summary) == ["ict", "manifold", "supervised"]
+    for method, metrics in summary.items():
+        assert metrics["steps"] == 10 * (1950 // 100) and metrics["train_examples"] == 8
+        assert metrics["val_selected_epoch"] in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10), method
+    assert summary["supervised"]["val_selected_test_accuracy"] > 0.65  # chance is 0.5
+    assert (tmp_path / "demo" / "decision_boundaries.png").stat().st_size > 20_000
