@@ -27,7 +27,7 @@ from mmix_jax.evaluate import mean_confidence, predict_probabilities
 from mmix_jax.robustness import check_sources
 from mmix_jax.summaries import (SUMMARY_FILE, summary_scalars, workdir_path,
                                 write_json_atomically)
-from mmix_jax.stored_runs import evaluate_checkpoint, restore_newest
+from mmix_jax.stored_runs import evaluate_checkpoint, restore_newest, restore_val_selected
 from mmix_jax.train import RunResult, mesh_for, train_and_evaluate
 
 
@@ -98,9 +98,15 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
                          jax.device_count(), jax.default_backend())
             result = train_and_evaluate(spec, run_dir, splits)
         if two_d:
+            title = f"{name or 'model'}: test acc {result.summary['test_accuracy']:.3f}"
+            if splits.validation is not None:  # draw the reported (validation-chosen) state
+                state, _, _ = restore_val_selected(spec, run_dir, splits, mesh_for(spec))
+                result = RunResult(state, result.summary)
+                title = (f"{name or 'model'}: test acc "
+                         f"{result.summary['val_selected_test_accuracy']:.3f} (epoch "
+                         f"{result.summary['val_selected_epoch']:g})")
             probs = _two_d_report(result, splits, grid_axis, spec.eval_batch_size)
-            title = (f"{name or 'model'}: test acc {result.summary['test_accuracy']:.3f}\n"
-                     f"off-data confidence {result.summary['off_data_confidence']:.2f}")
+            title += f"\noff-data confidence {result.summary['off_data_confidence']:.2f}"
             panels.append((title, probs))
         if name and finished is None and jax.process_index() == 0:
             write_json_atomically(run_dir / SUMMARY_FILE, result.summary)

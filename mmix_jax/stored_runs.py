@@ -73,16 +73,23 @@ def evaluate_checkpoint(spec: RunSpec, workdir: epath.Path, splits: Splits,
     return results
 
 
-def evaluate_val_selected(spec: RunSpec, workdir: epath.Path, splits: Splits,
-                          mesh: jax.sharding.Mesh) -> dict[str, Any]:
-    """Evaluates the kept checkpoint with the best validation metric and records it."""
+def restore_val_selected(spec: RunSpec, workdir: epath.Path, splits: Splits,
+                         mesh: jax.sharding.Mesh) -> tuple[TrainState, int, int]:
+    """(state, step, updates per epoch) of the kept checkpoint with the best validation metric
+    (WorkdirError if none has one)."""
     with stored_checkpoints(spec, workdir, splits, mesh) as (checkpoints, target,
                                                              steps_per_epoch):
         best_step = checkpoints.best_step()
         if best_step is None:
             raise WorkdirError(f"{workdir / 'checkpoints'} holds no checkpoint with validation "
                                "metrics to choose from.")
-        state = checkpoints.restore_step(best_step, target)
+        return checkpoints.restore_step(best_step, target), best_step, steps_per_epoch
+
+
+def evaluate_val_selected(spec: RunSpec, workdir: epath.Path, splits: Splits,
+                          mesh: jax.sharding.Mesh) -> dict[str, Any]:
+    """Evaluates the kept checkpoint with the best validation metric and records it."""
+    state, best_step, steps_per_epoch = restore_val_selected(spec, workdir, splits, mesh)
     results = evaluate_test_split(spec, state, splits, mesh, workdir, VAL_SELECTED_FILE)
     update_summary(workdir, val_selected_scalars(results, steps_per_epoch))
     logging.info("validation chose step %d of %s: %s", best_step, workdir,
@@ -90,5 +97,6 @@ def evaluate_val_selected(spec: RunSpec, workdir: epath.Path, splits: Splits,
     return results
 
 
-__all__ = ["evaluate_checkpoint", "evaluate_val_selected", "restore_newest", "stored_checkpoints",
+__all__ = ["evaluate_checkpoint", "evaluate_val_selected", "restore_newest",
+           "restore_val_selected", "stored_checkpoints",
            "update_summary"]
