@@ -199,10 +199,7 @@ def eval_settings(config: ml_collections.ConfigDict) -> EvalSettings:
         except ValueError as error:
             raise ConfigError(f"config.eval.deformations: {error}") from None
     for name in settings.ood_sets:
-        kind, _, rest = name.partition(":")
-        if name not in ood.NOISE and not (kind in ("npz", "tfds") and rest):
-            raise invalid("eval.ood_sets", name, f"each entry one of {ood.NOISE}, "
-                          "'npz:PATH' or 'tfds:NAME[:SPLIT]'")
+        ood.check_name(name)
     if settings.pgd_steps and (settings.fgsm_epsilon <= 0 or settings.pgd_step_factor <= 0):
         raise ConfigError(f"config.eval.pgd_steps = {settings.pgd_steps} needs "
                           f"eval.fgsm_epsilon > 0 (PGD attacks with FGSM's ε; it is "

@@ -28,6 +28,7 @@ import numpy as np
 
 from mmix_jax.data.npz_source import read_npz
 from mmix_jax.errors import ConfigError, DataError
+from mmix_jax.evaluate import log_softmax64
 
 NOISE = ("uniform", "gaussian")
 SCORES = ("msp", "energy")
@@ -36,9 +37,9 @@ SCORES = ("msp", "energy")
 def scores(logits: np.ndarray) -> dict[str, np.ndarray]:
     """Each score per example (float64), higher meaning more in-distribution."""
     logits = np.asarray(logits, np.float64)
-    top = logits.max(axis=-1)
-    log_normaliser = top + np.log(np.exp(logits - top[:, None]).sum(axis=-1))
-    return {"msp": np.exp(top - log_normaliser), "energy": log_normaliser}
+    log_probs = log_softmax64(logits)
+    return {"msp": np.exp(log_probs.max(axis=-1)),
+            "energy": logits[:, 0] - log_probs[:, 0]}  # log Σ exp(logits), the same every class
 
 
 def midranks(values: np.ndarray) -> np.ndarray:
@@ -115,12 +116,18 @@ def load_images(name: str, *, shape: tuple[int, ...], count: int, seed: int,
     return images
 
 
+def check_name(name: str) -> None:
+    """ConfigError unless `name` is a noise or 'npz:PATH' / 'tfds:NAME[:SPLIT]'."""
+    kind, _, rest = name.partition(":")
+    if name not in NOISE and not (kind in ("npz", "tfds") and rest):
+        raise ConfigError(f"config.eval.ood_sets = {name!r} is invalid: each entry one of "
+                          f"{NOISE}, 'npz:PATH' or 'tfds:NAME[:SPLIT]'.")
+
+
 @functools.lru_cache(maxsize=8)
 def _real_images(name: str, data_dir: str) -> np.ndarray:
+    check_name(name)
     kind, _, rest = name.partition(":")
-    if kind not in ("npz", "tfds") or not rest:
-        raise ConfigError(f"eval.ood_sets entry {name!r}: use one of {NOISE}, 'npz:PATH' or "
-                          "'tfds:NAME[:SPLIT]'.")
     try:
         if kind == "npz":
             train, test = read_npz(rest)
@@ -141,5 +148,5 @@ def _real_images(name: str, data_dir: str) -> np.ndarray:
     return images
 
 
-__all__ = ["NOISE", "SCORES", "auroc", "confidence_histogram", "detection_metrics",
+__all__ = ["NOISE", "SCORES", "auroc", "check_name", "confidence_histogram", "detection_metrics",
            "fpr_at_tpr", "load_images", "midranks", "noise_images", "scores"]
