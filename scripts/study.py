@@ -105,9 +105,31 @@ def ssl_fashion_mnist() -> list[Run]:
             for seed in (0, 1) for method in ("supervised", "manifold", "ict")]
 
 
+def ssl_fashion_gate() -> list[Run]:
+    """Issue 22's cheaper first gate and diagnosis, seed 0: Fashion-MNIST with 25 labelled
+    images per class (the rest unlabelled, 500 per class for validation), WRN-10-1, 12 epochs
+    (6,600 updates, an evaluation per epoch: validation curves while w ramps over the first
+    40 %); labelled-only, SSL Manifold Mixup at w_max 1 / 0.3 / 0.1, the authors' five
+    BatchNorm passes at w_max 1, and ICT with its preset. Settings for the 100-label study are
+    chosen on these runs' validation error."""
+    epochs, common = 12, (("seed", "0"), ("data.labels_per_class", "25"))
+    manifold = f"configs/ssl_fashion_mnist.py:manifold,epochs={epochs}"
+    return [
+        Run("supervised_s0", f"configs/ssl_fashion_mnist.py:supervised,epochs={epochs}", common),
+        Run("manifold_w1_s0", manifold, common),
+        Run("manifold_w0.1_s0", manifold,
+            common + (("semi_supervised.unsupervised_weight_max", "0.1"),)),
+        Run("ict_s0", f"configs/ssl_fashion_mnist.py:ict,epochs={epochs}", common),
+        Run("manifold_w0.3_s0", manifold,
+            common + (("semi_supervised.unsupervised_weight_max", "0.3"),)),
+        Run("manifold_w1_bnauthors_s0", manifold,
+            common + (("semi_supervised.batch_norm_passes", "authors"),)),
+    ]
+
+
 STUDIES = {"fashion_curve": fashion_curve, "fashion_full": fashion_full,
            "flattening_mnist": flattening_mnist, "fashion_robustness": fashion_robustness,
-           "ssl_fashion_mnist": ssl_fashion_mnist}
+           "ssl_fashion_mnist": ssl_fashion_mnist, "ssl_fashion_gate": ssl_fashion_gate}
 
 
 def add_wall_time(workdir: pathlib.Path, seconds: float, returncode: int) -> None:
