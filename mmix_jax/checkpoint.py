@@ -22,6 +22,7 @@ import time
 from typing import Any, Callable, Optional
 
 import jax
+import grain.python as grain
 import orbax.checkpoint as ocp
 from etils import epath
 from absl import logging
@@ -122,19 +123,37 @@ class Checkpoints:
         # Handlers named up front, so that a new process can read a step's metadata before
         # anything was saved or restored through this manager.
         return ocp.CheckpointManager(self.directory, options=options, item_handlers={
-            "state": ocp.StandardCheckpointHandler(), "config": ocp.JsonCheckpointHandler()})
+            "state": ocp.StandardCheckpointHandler(), "config": ocp.JsonCheckpointHandler(),
+            "data": grain.PyGrainCheckpointHandler()})
 
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, state: Any, config: dict[str, Any],
-             metrics: Optional[dict[str, float]] = None) -> float:
-        """Starts saving `state` and `config` at `step`; returns the seconds the call blocked."""
+             metrics: Optional[dict[str, float]] = None, data_state: Optional[Any] = None
+             ) -> float:
+        """Starts saving `state` and `config` (and a streaming run's data iterator state, a
+        `streaming.FrozenState`) at `step`; returns the seconds the call blocked."""
         start = time.perf_counter()
-        self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config)),
-            metrics=metrics, force=True)
+        items = dict(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config))
+        if data_state is not None:
+            items["data"] = grain.PyGrainCheckpointSave(data_state)
+        self._manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
         return time.perf_counter() - start
+
+    def restore_data_iterator(self, step: int, iterator: Any) -> None:
+        """Sets a streaming run's data iterator to the state saved at `step`, when that
+        checkpoint has one (a checkpoint of the in-memory path has none: the iterator was
+        positioned at `step` already), and checks it agrees with the step."""
+        if (self.directory / str(step) / "data").exists():
+            self._read("data iterator", step, lambda: self._manager.restore(
+                step, args=ocp.args.Composite(data=grain.PyGrainCheckpointRestore(iterator))))
+        position = iterator.get_state().get("next_index")
+        if position != step:
+            raise WorkdirError(
+                f"{self.directory / str(step)}: the data iterator was saved at position "
+                f"{position} but the state at step {step}; the checkpoint is inconsistent. Move "
+                "that step's folder aside to resume from the previous one.")
 
     def wait(self) -> None:
         """Blocks until every started save is complete on disk."""

@@ -19,6 +19,12 @@ def positive_int(value: Any, key: str) -> int:
     return int(value)
 
 
+def positive_seconds(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise invalid(key, value, "must be a number of seconds > 0")
+    return float(value)
+
+
 def count(value: Any, key: str, meaning: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise invalid(key, value, f"must be an integer >= 0 ({meaning})")

@@ -16,7 +16,8 @@ import ml_collections
 
 from mmix_jax import deformations, ood
 from mmix_jax.checkpoint import CheckpointSpec
-from mmix_jax.config_checks import count, invalid, mix_points, positive_int
+from mmix_jax.config_checks import count, invalid, mix_points, positive_int, positive_seconds
+from mmix_jax.data.host_transforms import TRANSFORMS
 from mmix_jax.data import DATASET_NAMES, IMAGE_SOURCES, NORMALIZATIONS, NPZ, DataSpec
 from mmix_jax.errors import ConfigError
 from mmix_jax.evaluate import FGSM_SPACES, EvalSettings
@@ -57,7 +58,7 @@ def data_spec(data: ml_collections.ConfigDict, num_classes: int) -> DataSpec:
     if data.name not in DATASET_NAMES:
         raise invalid("data.name", data.name, f"choose one of {DATASET_NAMES}")
     source = IMAGE_SOURCES.get(data.name)
-    if source is not None and num_classes != source.num_classes:
+    if source is not None and not data.get("tfds_name") and num_classes != source.num_classes:
         raise invalid("num_classes", num_classes, f"{data.name} has {source.num_classes} classes")
     if data.name == NPZ and not data.get("path"):
         raise invalid("data.path", data.get("path"), "give the .npz file to read")
@@ -78,7 +79,32 @@ def data_spec(data: ml_collections.ConfigDict, num_classes: int) -> DataSpec:
         flip=bool(data.get("flip", False)), normalization=normalization,
         zca=bool(data.get("zca", False)),
         num_train=data.get("num_train", 0), num_test=data.get("num_test", 0),
-        noise=data.get("noise", 0.0), turns=data.get("turns", 0.0))
+        noise=data.get("noise", 0.0), turns=data.get("turns", 0.0),
+        prepare_timeout_s=positive_seconds(data.get("prepare_timeout_s", 3600.0),
+                                           "data.prepare_timeout_s"),
+        **streaming_options(data))
+
+
+def streaming_options(data: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The streaming keys of config.data (mmix_jax.data.streaming_splits), validated."""
+    streaming = data.get("streaming", "auto")
+    if streaming not in (True, False, "auto"):
+        raise invalid("data.streaming", streaming, "choose True, False or 'auto'")
+    transform = data.get("host_transform", "")
+    if transform not in TRANSFORMS:
+        raise invalid("data.host_transform", transform, f"choose one of {TRANSFORMS}")
+    shape = data.get("image_shape")
+    if transform and not (shape and len(shape) == 3 and shape[0] == shape[1]):
+        raise invalid("data.image_shape", shape,
+                      f"host_transform {transform!r} needs a square (size, size, channels)")
+    if transform and data.get("crop_padding", 0):
+        raise invalid("data.crop_padding", data.crop_padding,
+                      f"host_transform {transform!r} already crops: set it to 0")
+    return dict(streaming=streaming,
+                loader_threads=positive_int(data.get("loader_threads", 8), "data.loader_threads"),
+                prefetch_batches=positive_int(data.get("prefetch_batches", 4),
+                                              "data.prefetch_batches"),
+                host_transform=transform, tfds_name=str(data.get("tfds_name", "")))
 
 
 def model_spec(config: ml_collections.ConfigDict) -> ModelSpec:
@@ -135,7 +161,11 @@ def optimizer_spec(optimizer: ml_collections.ConfigDict, num_epochs: int) -> Opt
         milestones=tuple(int(m) for m in optimizer.milestones),
         decay_factor=float(optimizer.decay_factor),
         schedule=str(optimizer.get("schedule", "step")),
-        rampdown_epochs=float(optimizer.get("rampdown_epochs", 0.0)))
+        rampdown_epochs=float(optimizer.get("rampdown_epochs", 0.0)),
+        warmup_epochs=float(optimizer.get("warmup_epochs", 0.0)))
+    if not 0 <= spec.warmup_epochs < num_epochs:
+        raise invalid("optimizer.warmup_epochs", spec.warmup_epochs,
+                      f"must be in [0, num_epochs = {num_epochs})")
     if spec.schedule not in SCHEDULES:
         raise invalid("optimizer.schedule", spec.schedule, f"choose one of {SCHEDULES}")
     if spec.schedule == "cosine" and spec.rampdown_epochs < num_epochs:

@@ -83,7 +83,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
     splits = load_dataset(first.data, first.seed, first.num_classes)
     for _, spec, _ in runs:  # an unreadable out-of-distribution set fails now, not after training
         check_sources(spec.eval, splits.test, spec.data.data_dir)
-    two_d = splits.train.images.ndim == 2 and splits.train.images.shape[1] == 2
+    two_d = not splits.is_image_data and splits.test.images.shape[1:] == (2,)
     grid_axis = np.linspace(-1.6, 1.6, 161, dtype=np.float32)
     summaries, panels = {}, []
     for name, spec, run_dir in runs:

@@ -24,8 +24,11 @@ from jax.experimental import multihost_utils
 from mmix_jax import parallel
 from mmix_jax.checkpoint import Checkpoints, PreemptedError, Preemption
 from mmix_jax.configuration import RunSpec
-from mmix_jax.data import (ArrayDataset, SemiSupervisedBatches, Splits, TrainBatches,
-                           eval_preprocess, preprocess_constants, train_preprocess)
+from mmix_jax.data import (ArrayDataset, SemiSupervisedBatches, Splits, StreamingBatches,
+                           TrainBatches, eval_preprocess, preprocess_constants, train_preprocess)
+from mmix_jax.data.records import RecordDataset
+from mmix_jax.data.streaming import FrozenState, next_batch
+from mmix_jax.data.streaming_splits import read_whole
 from mmix_jax.errors import ConfigError
 from mmix_jax.evaluate import InputSpace, evaluate_dataset, full_evaluation
 from mmix_jax.initialization import abstract_state, initial_state, state_builder
@@ -35,7 +38,8 @@ from mmix_jax.summaries import (EVALUATION_FILE, VAL_SELECTED_FILE, History,
                                 summary_scalars, write_json_atomically)
 
 
-Batches = Union[TrainBatches, SemiSupervisedBatches]
+Batches = Union[TrainBatches, SemiSupervisedBatches, StreamingBatches]
+TRAIN_PROBE = 10_000  # training images a streaming run's train accuracy is measured on
 METRIC_NAMES = ("loss", "accuracy", "supervised_loss", "unsupervised_loss", "unsupervised_weight")
 
 
@@ -60,9 +64,14 @@ def mesh_for(spec: RunSpec) -> jax.sharding.Mesh:
 
 
 def train_batches(spec: RunSpec, splits: Splits) -> Batches:
-    """The run's training stream(s): batches[step] for every step, from (seed, step) alone."""
+    """The run's training stream(s): batches[step] for every step, from (seed, step) alone;
+    read ahead by loader threads when the training split is read on demand (streaming)."""
     if spec.semi_supervised is None:
-        return TrainBatches(splits.train, spec.batch_size, spec.seed)
+        batches = TrainBatches(splits.train, spec.batch_size, spec.seed)
+        if not isinstance(splits.train, RecordDataset):
+            return batches
+        return StreamingBatches(batches, spec.num_epochs * batches.steps_per_epoch,
+                                spec.data.loader_threads, spec.data.prefetch_batches)
     return SemiSupervisedBatches(splits.train, splits.unlabeled, spec.batch_size,
                                  spec.semi_supervised.unlabeled_batch_size, spec.seed)
 
@@ -111,6 +120,11 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
         raise
     state = restored if restored is not None else initial_state(build, init_key, mesh)
     start_step = int(jax.device_get(state.step))
+    stream = None
+    if isinstance(batches, StreamingBatches):
+        stream = batches.iterator(start_step)
+        if restored is not None:
+            checkpoints.restore_data_iterator(start_step, stream)
     history = History(workdir, start_step)
     train_step = make_step(spec, splits, mesh, batches.steps_per_epoch)
     eval_step = parallel.make_eval_step(mesh, preprocess=eval_preprocess(splits),
@@ -125,9 +139,12 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
         if has_validation:
             metrics.update({f"val_{k}": v for k, v in evaluate(splits.validation).items()})
         history.add({"step": step, "epoch": step / batches.steps_per_epoch, **metrics})
-        blocked = checkpoints.save(step, state, spec.config, metrics)
+        blocked = checkpoints.save(step, state, spec.config, metrics, data_state())
         logging.info("checkpoint %d started (blocked %.3f s; %s)", step, blocked,
                      ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+
+    def data_state() -> Optional[FrozenState]:
+        return None if stream is None else FrozenState(stream.get_state())
 
     writer = metric_writers.create_default_writer(
         str(workdir), just_logging=jax.process_index() > 0 or not spec.tensorboard)
@@ -140,7 +157,9 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
     compile_s, train_start = 0.0, time.perf_counter()
     try:
         for step in range(start_step, total_steps):
-            batch = parallel.shard_batch(parallel.process_share(batches[step]), mesh)
+            local = (parallel.process_share(batches[step]) if stream is None else
+                     next_batch(stream, step))
+            batch = parallel.shard_batch(local, mesh)
             with jax.profiler.StepTraceAnnotation("train", step_num=step):
                 state, metrics = train_step(state, batch, jax.random.fold_in(step_key, step))
             pending.append(metrics)
@@ -161,7 +180,7 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
                 # Save first, evaluate never: a preemption's grace period (often ~30 s) may not
                 # cover an evaluation. This checkpoint has no metrics: a resume point, which the
                 # validation choice skips (Orbax ranks only checkpoints with metrics).
-                checkpoints.save(done, state, spec.config)
+                checkpoints.save(done, state, spec.config, data_state=data_state())
                 checkpoints.wait()
                 logging.warning("preempted (SIGTERM): saved step %d in %s; rerun the same command "
                                 "to resume", done, checkpoints.directory)
@@ -197,7 +216,7 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
         "train_s": train_s, "devices": int(mesh.devices.size), "processes": jax.process_count(),
         "images_per_s": max(trained_steps - 1, 0) * spec.batch_size / max(train_s, 1e-9),
         "device_kind": jax.devices()[0].device_kind, "train_examples": len(splits.train),
-        "train_accuracy": evaluate(splits.train)["accuracy"], **summary_scalars(test),
+        "train_accuracy": evaluate(train_probe(splits))["accuracy"], **summary_scalars(test),
         "best_test_error_percent": best["test_error_percent"], "best_test_epoch": best["epoch"],
         "evaluations": len(history.entries),
     }
@@ -207,6 +226,14 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
                                        if isinstance(v, (int, float))})
     writer.flush()
     return RunResult(state, summary)
+
+
+def train_probe(splits: Splits) -> ArrayDataset:
+    """The training images the train accuracy is measured on: all of an in-memory split, the
+    first TRAIN_PROBE of a streamed one (in evaluation form)."""
+    if isinstance(splits.train, RecordDataset):
+        return read_whole(splits.train.subset(np.arange(min(len(splits.train), TRAIN_PROBE))))
+    return splits.train
 
 
 def evaluate_test_split(spec: RunSpec, state: TrainState, splits: Splits,

@@ -3,7 +3,7 @@
 `config.data.name` is "spirals" (generated), a TFDS image dataset (see IMAGE_SOURCES; keys
 data_dir, manual_dir) or "npz" (a local file: keys path, test_per_class). Image data also takes
 image_shape, crop_padding, flip, normalization ("per_channel": the training images' statistics;
-"half": mean = std = 0.5, the authors' SVHN), validation_per_class (a validation split held out
+"half": mean = std = 0.5, the authors' SVHN; "imagenet": the usual ImageNet constants), validation_per_class (a validation split held out
 of training) and labels_per_class (at most that many training images per class, as the
 authors' loader). With `unlabeled` (semi-supervised runs) every training image outside the
 validation split is also kept, without labels, as the unlabelled pool (the labelled ones
@@ -15,7 +15,7 @@ give the on-device functions (augmentation and normalisation) inside the compile
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -26,15 +26,19 @@ from mmix_jax.data.zca import ZCA, fit_zca, whiten
 from mmix_jax.data.pipeline import ArrayDataset, SemiSupervisedBatches, TrainBatches, eval_batches
 from mmix_jax.data.synthetic import off_data_grid, two_spirals
 from mmix_jax.data.npz_source import read_npz
+from mmix_jax.data.streaming import StreamingBatches
+from mmix_jax.data.streaming_splits import (IMAGENET_MEAN, IMAGENET_STD, load_streaming,
+                                            should_stream)
 from mmix_jax.data.splits import (LABELED_STREAM, TEST_STREAM, VALIDATION_STREAM,
                                   split_per_class)
 from mmix_jax.data.tfds_source import (IMAGE_SOURCES, channel_statistics, check_split, prepare,
                                        read_split)
+from mmix_jax.coordination import process_zero_first
 from mmix_jax.errors import DataError
 
 NPZ = "npz"
 DATASET_NAMES: tuple[str, ...] = ("spirals", NPZ) + tuple(IMAGE_SOURCES)
-NORMALIZATIONS = ("per_channel", "half")
+NORMALIZATIONS = ("per_channel", "half", "imagenet")
 
 Batch = dict[str, jax.Array]
 
@@ -63,6 +67,12 @@ class DataSpec:
     num_test: int = 0
     noise: float = 0.0
     turns: float = 0.0
+    prepare_timeout_s: float = 3600.0
+    streaming: Union[bool, str] = "auto"  # True, False or "auto" (streaming_splits)
+    loader_threads: int = 8
+    prefetch_batches: int = 4
+    host_transform: str = ""  # "inception_crop": ImageNet's crops on the host
+    tfds_name: str = ""  # another TFDS name with `name`'s settings (e.g. a generated copy)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,20 +94,18 @@ class Splits:
         return self.mean is not None
 
 
+def prepare_tfds(spec: DataSpec, file_format: str = "") -> Any:
+    """The prepared TFDS builder of `spec`. Process 0 prepares first, so that hosts sharing a
+    data_dir never write it together; the others wait for it on the coordination service
+    (`spec.prepare_timeout_s`), then find it prepared (or prepare their own local copy)."""
+    name = spec.tfds_name or IMAGE_SOURCES[spec.name].tfds_name
+    return process_zero_first(lambda: prepare(name, spec.data_dir, spec.manual_dir, file_format),
+                              f"prepare {name}", spec.prepare_timeout_s)
+
+
 def read_tfds(spec: DataSpec) -> tuple[ArrayDataset, ArrayDataset]:
     """(train, test) of a TFDS dataset, prepared (offline from manual_dir if given) and read."""
-    source = IMAGE_SOURCES[spec.name]
-    args = (source.tfds_name, spec.data_dir, spec.manual_dir)
-    # Process 0 prepares first, so that hosts sharing a data_dir never write it together;
-    # the others then find it prepared (or prepare their own local copy).
-    first = jax.process_index() == 0
-    if first:
-        builder = prepare(*args)
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-        multihost_utils.sync_global_devices("mmix_jax: dataset prepared")
-    if not first:
-        builder = prepare(*args)
+    source, builder = IMAGE_SOURCES[spec.name], prepare_tfds(spec)
     return read_split(builder, source.train_split), read_split(builder, source.test_split)
 
 
@@ -139,6 +147,8 @@ def load_image_dataset(spec: DataSpec, num_classes: int, seed: int) -> Splits:
     if spec.normalization == "half":
         channels = train.images.shape[-1]
         mean, std = (0.5,) * channels, (0.5,) * channels
+    elif spec.normalization == "imagenet":
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
     else:
         mean, std = channel_statistics((unlabeled or train).images)
     zca = fit_zca((unlabeled or train).images, mean, std) if spec.zca else None
@@ -170,12 +180,14 @@ def load_dataset(spec: DataSpec, seed: int, num_classes: Optional[int] = None) -
     """The train (validation) and test splits of the data `spec` names."""
     if spec.name == "spirals":
         return load_spirals(spec, seed)
-    if spec.name == NPZ:
-        if not num_classes:
-            raise DataError("config.num_classes must be set for npz data.")
+    if spec.name == NPZ and not num_classes:
+        raise DataError("config.num_classes must be set for npz data.")
+    if spec.name in IMAGE_SOURCES or spec.name == NPZ:
+        num_classes = num_classes or IMAGE_SOURCES[spec.name].num_classes
+        if should_stream(spec):
+            builder = None if spec.name == NPZ else prepare_tfds(spec, "array_record")
+            return load_streaming(spec, num_classes, seed, builder)
         return load_image_dataset(spec, num_classes, seed)
-    if spec.name in IMAGE_SOURCES:
-        return load_image_dataset(spec, num_classes or IMAGE_SOURCES[spec.name].num_classes, seed)
     raise DataError(f"config.data.name = {spec.name!r} is invalid: choose one of "
                     f"{DATASET_NAMES}.")
 
@@ -221,6 +233,6 @@ def train_preprocess(spec: DataSpec, splits: Splits) -> Optional[Callable[..., B
 
 
 __all__ = ["ArrayDataset", "DATASET_NAMES", "DataSpec", "IMAGE_SOURCES", "NORMALIZATIONS", "NPZ",
-           "SemiSupervisedBatches", "Splits", "TrainBatches", "ZCA",
+           "SemiSupervisedBatches", "Splits", "StreamingBatches", "TrainBatches", "ZCA",
            "eval_batches", "eval_preprocess", "load_dataset", "off_data_grid",
            "preprocess_constants", "train_preprocess", "two_spirals"]

@@ -8,14 +8,15 @@ step s therefore sees exactly the batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
 class ArrayDataset:
-    """A split held in host memory: images [N, ...] and int32 labels [N]."""
+    """A split held in host memory: images [N, ...] and int32 labels [N]. (`records.RecordDataset`
+    is the same interface for splits read on demand.)"""
 
     images: np.ndarray
     labels: np.ndarray
@@ -28,6 +29,13 @@ class ArrayDataset:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def take(self, rows: np.ndarray, rngs: Any = None) -> dict[str, np.ndarray]:
+        """{"image", "label"} of these rows (`rngs` is for RecordDataset's host transforms)."""
+        return {"image": self.images[rows], "label": self.labels[rows]}
+
+
+HOST_TRANSFORM_STREAM = 0x7a45
 
 
 class TrainBatches:
@@ -43,19 +51,46 @@ class TrainBatches:
         self.seed = seed
         self._key = [seed] if stream is None else [seed, stream]  # independent streams
         self.steps_per_epoch = len(dataset) // batch_size
-        self._epoch, self._order = -1, np.empty(0, np.int64)
+        self._cached = (-1, np.empty(0, np.int64))  # one tuple: safe across loader threads
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The permutation of the training set used in `epoch` (cached for the current epoch)."""
-        if epoch != self._epoch:
-            self._order = np.random.default_rng([*self._key, epoch]).permutation(len(self.dataset))
-            self._epoch = epoch
-        return self._order
+        cached_epoch, order = self._cached
+        if epoch != cached_epoch:
+            order = np.random.default_rng([*self._key, epoch]).permutation(len(self.dataset))
+            self._cached = (epoch, order)
+        return order
+
+    def rows(self, step: int) -> np.ndarray:
+        """The training-set rows of the global batch at `step`."""
+        epoch, index = divmod(int(step), self.steps_per_epoch)
+        return self.epoch_order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+
+    def _rngs(self, step: int, positions: range) -> Optional[list[np.random.Generator]]:
+        """One generator per batch position for a host transform, from (seed, step, position)
+        alone; None when the dataset has none (on-device augmentation)."""
+        if getattr(self.dataset, "transform", None) is None:
+            return None
+        return [np.random.default_rng([*self._key, HOST_TRANSFORM_STREAM, int(step), i])
+                for i in positions]
 
     def __getitem__(self, step: int) -> dict[str, np.ndarray]:
-        epoch, index = divmod(int(step), self.steps_per_epoch)
-        rows = self.epoch_order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
-        return {"image": self.dataset.images[rows], "label": self.dataset.labels[rows]}
+        return self.dataset.take(self.rows(step), self._rngs(step, range(self.batch_size)))
+
+    def share(self, step: int, process: int, processes: int) -> dict[str, np.ndarray]:
+        """Process `process`'s contiguous share of the global batch at `step` (what
+        `parallel.process_share` cuts from it), reading only those rows."""
+        per = self.batch_size // processes
+        if per * processes != self.batch_size:
+            raise ValueError(f"global batch of {self.batch_size} is not divisible by "
+                             f"{processes} processes.")
+        positions = range(process * per, (process + 1) * per)
+        return self.dataset.take(self.rows(step)[process * per:(process + 1) * per],
+                                 self._rngs(step, positions))
+
+    def __repr__(self) -> str:
+        return (f"TrainBatches({type(self.dataset).__name__} of {len(self.dataset)}, "
+                f"batch={self.batch_size}, key={self._key})")
 
 
 class SemiSupervisedBatches:

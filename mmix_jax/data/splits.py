@@ -7,6 +7,8 @@ always gives the same split and the splits never overlap.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from mmix_jax.data.pipeline import ArrayDataset
@@ -17,9 +19,10 @@ TEST_STREAM, VALIDATION_STREAM, LABELED_STREAM = 0x7e57, 0x7a11d, 0x1abe1
 
 
 def split_per_class(dataset: ArrayDataset, per_class: int, num_classes: int, seed: int,
-                    stream: int, *, key: str, at_most: bool = False
-                    ) -> tuple[ArrayDataset, ArrayDataset]:
-    """(`per_class` examples of each class chosen by (seed, stream), the rest).
+                    stream: int, *, key: str, at_most: bool = False, return_rows: bool = False
+                    ) -> tuple[Any, Any]:
+    """(`per_class` examples of each class chosen by (seed, stream), the rest); with
+    `return_rows` their row numbers instead (for splits read on demand).
 
     With `at_most` a class with fewer examples gives all of them (the authors' `labels_per_class`);
     otherwise such a class is a DataError naming the config `key`.
@@ -35,6 +38,8 @@ def split_per_class(dataset: ArrayDataset, per_class: int, num_classes: int, see
         chosen.append(rng.choice(members, min(per_class, members.size), replace=False))
     rows = np.sort(np.concatenate(chosen))
     rest = np.setdiff1d(np.arange(len(dataset)), rows, assume_unique=True)
+    if return_rows:
+        return rows, rest
     return (ArrayDataset(dataset.images[rows], dataset.labels[rows]),
             ArrayDataset(dataset.images[rest], dataset.labels[rest]))
 

@@ -33,6 +33,7 @@ class ImageSource:
     num_classes: int
     train_split: str = "train"
     test_split: str = "test"
+    streams: bool = False  # data.streaming="auto" streams it (too large for host memory)
 
 
 IMAGE_SOURCES: dict[str, ImageSource] = {
@@ -41,6 +42,9 @@ IMAGE_SOURCES: dict[str, ImageSource] = {
     "svhn_cropped": ImageSource("svhn_cropped", (32, 32, 3), 10),
     "mnist": ImageSource("mnist", (28, 28, 1), 10),
     "fashion_mnist": ImageSource("fashion_mnist", (28, 28, 1), 10),
+    # 1.28 M JPEGs of varying size, read through config.data.manual_dir; shape after the crop
+    "imagenet2012": ImageSource("imagenet2012", (224, 224, 3), 1000, "train", "validation",
+                                streams=True),
 }
 
 
@@ -94,18 +98,20 @@ def check_manual_dir(builder: Any, manual_dir: pathlib.Path) -> None:
                             "original; replace it.")
 
 
-def _builder(name: str, data_dir: str) -> Any:
+def _builder(name: str, data_dir: str, file_format: str = "") -> Any:
     import tensorflow_datasets as tfds
 
-    return tfds.builder(name, data_dir=data_dir or None)
+    kwargs = dict(file_format=file_format) if file_format else {}
+    return tfds.builder(name, data_dir=data_dir or None, **kwargs)
 
 
-def prepare(name: str, data_dir: str = "", manual_dir: str = "") -> Any:
-    """The TFDS builder of `name`, prepared in `data_dir` (from `manual_dir` if given)."""
+def prepare(name: str, data_dir: str = "", manual_dir: str = "", file_format: str = "") -> Any:
+    """The TFDS builder of `name`, prepared in `data_dir` (from `manual_dir` if given), in
+    `file_format` ("": TFDS's default; "array_record" for random access)."""
     import tensorflow_datasets as tfds
 
     hide_accelerators_from_tensorflow()
-    builder = _builder(name, data_dir)
+    builder = _builder(name, data_dir, file_format)
     if builder.is_prepared():
         return builder
     if manual_dir:

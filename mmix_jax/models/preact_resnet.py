@@ -1,6 +1,9 @@
-"""Pre-activation ResNets with the CIFAR stem, as in the Manifold Mixup paper's code.
+"""Pre-activation ResNets with the CIFAR stem, as in the Manifold Mixup paper's code, or the
+ImageNet stem.
 
-Stem: one 3×3 convolution, no max-pool. Four stages (64, 128, 256, 512 channels × expansion),
+Stem (`stem_type` "cifar"): one 3×3 convolution, no max-pool; ("imagenet", He et al. 2016): a 7×7
+convolution of stride 2 and a 3×3 max-pool of stride 2, so a 224×224 input reaches the first
+stage at 56×56. Four stages (64, 128, 256, 512 channels × expansion),
 stride 2 from the second stage on. As in the paper's code there is no BN-ReLU between the last
 stage and the average pool. With 10 classes PreActResNet18 has 11,171,146 parameters and
 PreActResNet34 21,279,306.
@@ -73,6 +76,7 @@ class PreActResNet(MixableModel):
     width: int = 64
     dtype: Dtype = jnp.float32
     bn_axis: Optional[str] = None  # e.g. "data": BatchNorm statistics across devices
+    stem_type: str = "cifar"  # or "imagenet"
 
     @property
     def num_mix_points(self) -> int:
@@ -83,7 +87,10 @@ class PreActResNet(MixableModel):
         return True
 
     def setup(self):
-        self.stem = conv(self.width, 3, 1, self.dtype)
+        if self.stem_type not in STEMS:
+            raise ValueError(f"PreActResNet stem_type {self.stem_type!r}: choose one of {STEMS}.")
+        self.stem = (conv(self.width, 3, 1, self.dtype) if self.stem_type == "cifar" else
+                     conv(self.width, 7, 2, self.dtype))
         self.stages = [
             Stage(self.block, n, self.width * 2**i, 1 if i == 0 else 2, self.dtype, self.bn_axis)
             for i, n in enumerate(self.stage_sizes)
@@ -93,11 +100,15 @@ class PreActResNet(MixableModel):
     def segment(self, index: int, h: jax.Array, train: bool) -> jax.Array:
         if index == 0:
             h = self.stem(h)
+            if self.stem_type == "imagenet":
+                h = nn.max_pool(h, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         h = self.stages[index](h, train)
         if index == len(self.stage_sizes) - 1:
             h = self.head(jnp.mean(h, axis=(1, 2)))
         return h
 
+
+STEMS = ("cifar", "imagenet")
 
 _DEPTHS = {
     18: ((2, 2, 2, 2), PreActBasicBlock),
