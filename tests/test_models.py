@@ -244,3 +244,29 @@ def test_mixing_uses_the_given_perm_not_a_hidden_one():
     out = model.apply(variables, x, train=False, mix_layer=0, perm=perm, lam=0.0)
     np.testing.assert_allclose(out, model.apply(variables, mix(x, perm, 0.0), train=False),
                                rtol=1e-6)
+
+
+def test_imagenet_preactresnet50_has_its_hand_counted_parameters_and_1000_logits():
+    """configs/imagenet.py's model, counted by hand: a 7×7 stem to 64 channels, then per
+    bottleneck BN(c) + 1×1 c→w + BN(w) + 3×3 w→w + BN(w) + 1×1 w→4w (+ a 1×1 c→4w shortcut
+    where the shape changes), and a 2048→1000 head; shapes only, nothing is computed."""
+    import flax
+    from mmix_jax.models.preact_resnet import preact_resnet
+
+    total, channels = 7 * 7 * 3 * 64, 64
+    for width, blocks in zip((64, 128, 256, 512), (3, 4, 6, 3)):
+        for j in range(blocks):
+            total += 2 * channels + channels * width + 2 * width + 9 * width * width
+            total += 2 * width + width * 4 * width
+            if j == 0:  # the first block of each stage changes the channels (and strides)
+                total += channels * 4 * width
+            channels = 4 * width
+    total += channels * 1000 + 1000
+    model = preact_resnet(50, num_classes=1000, stem_type="imagenet", dtype=jnp.bfloat16)
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0),
+                                                  jnp.zeros((2, 224, 224, 3)), train=False))
+    counted = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(variables["params"]))
+    assert counted == total
+    logits = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((2, 224, 224, 3)), train=False),
+                            flax.core.unfreeze(variables))
+    assert logits.shape == (2, 1000)

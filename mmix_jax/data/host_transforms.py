@@ -3,27 +3,23 @@
 Training: the Inception-style random-resized crop (area 8–100 % of the image, aspect ratio
 3/4–4/3, then resized to size × size) and a horizontal flip, as in the mixup ImageNet
 experiments (Zhang et al. 2018, following Goyal et al. 2017). Evaluation: resize the shorter
-side to size / 0.875 (256 for 224) and take the centre size × size. PIL's resize and decode
-release the GIL, which is why threads suffice.
+side to size / 0.875 (256 for 224) and take the centre size × size. Both as one PIL resize of
+the crop box; JPEG bytes are decoded at a reduced scale where the crop allows (PIL's `draft`),
+as production ImageNet pipelines do. PIL's decode and resize release the GIL, which is why
+threads suffice.
 """
 
 from __future__ import annotations
 
+import io
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 from PIL import Image
 
 TRANSFORMS = ("", "inception_crop")
 CENTRE_FRACTION = 0.875
-
-
-def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    grey = image.shape[-1] == 1
-    pil = Image.fromarray(image[..., 0] if grey else image)
-    out = np.asarray(pil.resize((width, height), Image.BILINEAR))
-    return out[..., None] if grey else out
 
 
 def crop_window(height: int, width: int, rng: np.random.Generator,
@@ -51,21 +47,50 @@ def crop_window(height: int, width: int, rng: np.random.Generator,
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def inception_crop(image: np.ndarray, rng: Optional[np.random.Generator], size: int
-                   ) -> np.ndarray:
+def _decoded(encoded: bytes, width: int, height: int, box: tuple[float, float, float, float],
+             size: int) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """The JPEG decoded at the smallest of its 1/1, 1/2, 1/4, 1/8 scales at which `box` (in
+    full-size pixels) still covers at least size × size pixels (libjpeg's DCT scaling: decode
+    cost falls with the scale), and `box` in that image's pixels."""
+    image = Image.open(io.BytesIO(encoded))
+    left, top, right, bottom = box
+    needed = size / max(min(right - left, bottom - top), 1e-9)
+    image.draft("RGB", (math.ceil(width * needed), math.ceil(height * needed)))
+    image = image.convert("RGB")
+    fx, fy = image.size[0] / width, image.size[1] / height  # the scaled sides are rounded
+    return image, (left * fx, top * fy, min(right * fx, image.size[0]),
+                   min(bottom * fy, image.size[1]))
+
+
+def inception_crop(image: Union[np.ndarray, bytes], rng: Optional[np.random.Generator],
+                   size: int) -> np.ndarray:
     """Training (rng given): random-resized crop and flip to size × size; evaluation (rng
-    None): the centre crop. uint8 [H, W, C] in and out."""
-    height, width = image.shape[:2]
+    None): the centre crop. In: uint8 [H, W, C], or JPEG bytes (decoded only as finely as the
+    crop needs); out: uint8 [size, size, C]."""
+    encoded = isinstance(image, (bytes, np.bytes_))
+    if encoded:
+        width, height = Image.open(io.BytesIO(image)).size
+    else:
+        height, width = image.shape[:2]
+    flip = False
     if rng is None:
-        short = round(size / CENTRE_FRACTION)
-        scale = short / min(height, width)
-        h, w = max(size, round(height * scale)), max(size, round(width * scale))
-        resized = _resize(image, w, h)
-        top, left = (h - size) // 2, (w - size) // 2
-        return resized[top:top + size, left:left + size]
-    top, left, h, w = crop_window(height, width, rng)
-    out = _resize(image[top:top + h, left:left + w], size, size)
-    return out[:, ::-1] if rng.random() < 0.5 else out
+        scale = round(size / CENTRE_FRACTION) / min(height, width)
+        crop = size / scale  # the centre size × size of the resized image, in original pixels
+        left, top = (width - crop) / 2, (height - crop) / 2
+        box = (left, top, left + crop, top + crop)
+    else:
+        top, left, h, w = crop_window(height, width, rng)
+        box = (left, top, left + w, top + h)
+        flip = rng.random() < 0.5
+    if encoded:
+        pil, box = _decoded(image, width, height, box, size)
+        out = np.asarray(pil.resize((size, size), Image.BILINEAR, box=box))
+    else:
+        grey = image.shape[-1] == 1
+        pil = Image.fromarray(image[..., 0] if grey else image)
+        out = np.asarray(pil.resize((size, size), Image.BILINEAR, box=box))
+        out = out[..., None] if grey else out
+    return np.ascontiguousarray(out[:, ::-1]) if flip else out
 
 
 __all__ = ["CENTRE_FRACTION", "TRANSFORMS", "crop_window", "inception_crop"]

@@ -24,7 +24,7 @@ HostTransform = Callable[[np.ndarray, Optional[np.random.Generator]], np.ndarray
 
 class RecordSource(Protocol):
     def __len__(self) -> int: ...
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int]: ...
+    def __getitem__(self, index: int) -> tuple[Any, int]: ...  # (uint8 image or bytes, label)
 
 
 def _npz_member(path: pathlib.Path, archive: zipfile.ZipFile, key: str) -> np.ndarray:
@@ -78,12 +78,14 @@ class NpzRecords:
 class TfdsRecords:
     """Record i of a TFDS split in ArrayRecord format (`tfds.data_source`): (image, label)."""
 
-    def __init__(self, builder: Any, split: str):
+    def __init__(self, builder: Any, split: str, encoded: bool = False):
         import tensorflow_datasets as tfds
 
+        # encoded: images stay JPEG/PNG bytes, for a host transform that decodes them itself
+        decoders = {"image": tfds.decode.SkipDecoding()} if encoded else None
         try:
             self._source = tfds.data_source(
-                builder.info.name, split=split, download=False,
+                builder.info.name, split=split, download=False, decoders=decoders,
                 data_dir=str(pathlib.Path(builder.data_dir).parents[1]),
                 builder_kwargs=dict(file_format="array_record"))
         except Exception as error:  # noqa: BLE001 - TFDS raises many kinds for this
@@ -99,7 +101,10 @@ class TfdsRecords:
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         record = self._source[int(index)]
-        image = np.asarray(record["image"])
+        image = record["image"]
+        if isinstance(image, (bytes, np.bytes_)):
+            return image, int(record["label"])
+        image = np.asarray(image)
         return (image if image.ndim == 3 else image[..., None]), int(record["label"])
 
     def __repr__(self) -> str:

@@ -79,8 +79,9 @@ def _sources(spec: Any, builder: Any) -> tuple[Any, Optional[Any]]:
         except DataError:
             test = None
         return train, test
-    source = IMAGE_SOURCES[spec.name]
-    return TfdsRecords(builder, source.train_split), TfdsRecords(builder, source.test_split)
+    source, encoded = IMAGE_SOURCES[spec.name], bool(spec.host_transform)
+    return (TfdsRecords(builder, source.train_split, encoded),
+            TfdsRecords(builder, source.test_split, encoded))
 
 
 def load_streaming(spec: Any, num_classes: int, seed: int, builder: Any = None):
