@@ -230,3 +230,14 @@ def test_gpu_check_smoke_covers_every_step_without_tensorflow(tmp_path):
     assert steps["erm"]["pipeline_images_per_s"] > 0  # the host uint8 input path
     ratio = [r for r in report["ratios"] if "manifold_over_erm_step_time" in r]
     assert len(ratio) == 1 and ratio[0]["manifold_over_erm_step_time"] > 0
+
+
+def test_loader_benchmark_prints_a_rate_per_thread_count():
+    result = subprocess.run([sys.executable, "scripts/loader_benchmark.py", "--images", "16",
+                             "--side", "64", "--size", "32", "--threads", "1,2", "--batch", "4",
+                             "--batches", "2", "--step-batch", "0"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [(line["case"], line["threads"]) for line in lines] == [("loader", 1), ("loader", 2)]
+    assert all(line["images_per_s"] > 0 and line["size"] == 32 for line in lines)

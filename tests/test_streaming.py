@@ -99,7 +99,7 @@ def test_evaluation_crop_is_the_centre_of_the_resized_image():
 @pytest.fixture(scope="module")
 def large_jpegs(tmp_path_factory):
     """128 training JPEGs of 2048–4096 pixels a side (about 3.6 GB decoded, 1 MB of files)."""
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "scripts"))
     from generated_jpegs import make
 
     data_dir = tmp_path_factory.mktemp("tfds")
