@@ -38,6 +38,9 @@ from mmix_jax.summaries import workdir_path
 # evaluation, ...) may change on resume.
 IDENTITY_KEYS = ("seed", "data", "num_classes", "model", "batch_size", "loss", "mix",
                  "optimizer", "semi_supervised", "cross_device_batch_norm")
+# How the data are read, not which batches they give: free to change on resume.
+READING_KEYS = ("data.streaming", "data.loader_threads", "data.prefetch_batches",
+                "data.prepare_timeout_s")
 # An OSError while reading a checkpoint is retried this many times (1, 2, 4 s apart).
 IO_ATTEMPTS = 4
 
@@ -89,8 +92,11 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """'key: stored → current' for each identity key that differs between two configs."""
-    old = {k: v for k, v in _flatten(stored).items() if k.split(".")[0] in IDENTITY_KEYS}
-    new = {k: v for k, v in _flatten(current).items() if k.split(".")[0] in IDENTITY_KEYS}
+    def identity(config: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in _flatten(config).items()
+                if k.split(".")[0] in IDENTITY_KEYS and k not in READING_KEYS}
+
+    old, new = identity(stored), identity(current)
     return [f"{key}: {old.get(key, '<absent>')!r} → {new.get(key, '<absent>')!r}"
             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 

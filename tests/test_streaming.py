@@ -217,3 +217,17 @@ def test_two_process_streaming_run_killed_resumes_bit_exactly_within_its_memory(
     peak = max(rss for _, rss in killed + resumed)
     print(f"peak RSS per process {peak / 2**20:.0f} MiB")
     assert peak < 3 << 30, peak
+
+
+def test_resume_accepts_other_reading_settings_but_not_other_data():
+    """Threads, prefetch and streaming change how batches are read, not which (the first test
+    above): a resume may change them; a different crop or data set is still refused."""
+    from mmix_jax.checkpoint import config_differences
+
+    stored = {"seed": 0, "data": {"name": "imagenet2012", "streaming": True, "loader_threads": 16,
+                                  "host_transform": "inception_crop"}}
+    reading = {"seed": 0, "data": dict(stored["data"], streaming="auto", loader_threads=4,
+                                       prefetch_batches=2)}
+    assert config_differences(stored, reading) == []
+    other = {"seed": 0, "data": dict(stored["data"], host_transform="")}
+    assert config_differences(stored, other) == ["data.host_transform: 'inception_crop' → ''"]
