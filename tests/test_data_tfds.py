@@ -195,8 +195,8 @@ def test_unknown_dataset_and_mismatched_classes_are_config_errors():
     from mmix_jax.configuration import check_config
 
     config = supervised.get_config("cifar10,preactresnet18,manifold")
-    config.data.name = "imagenet2012"
-    with pytest.raises(ConfigError, match="config.data.name = 'imagenet2012' is invalid"):
+    config.data.name = "imagenet21k"
+    with pytest.raises(ConfigError, match="config.data.name = 'imagenet21k' is invalid"):
         check_config(config)
     config = supervised.get_config("cifar10,preactresnet18,manifold")
     config.num_classes = 100

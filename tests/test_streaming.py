@@ -231,3 +231,20 @@ def test_resume_accepts_other_reading_settings_but_not_other_data():
     assert config_differences(stored, reading) == []
     other = {"seed": 0, "data": dict(stored["data"], host_transform="")}
     assert config_differences(stored, other) == ["data.host_transform: 'inception_crop' → ''"]
+
+
+def test_streamed_npz_of_the_wrong_shape_is_refused_by_name(npz_file):
+    import ml_collections
+    from mmix_jax.configuration import data_spec
+    from mmix_jax.data import load_dataset
+
+    path, _, _ = npz_file
+    config = ml_collections.ConfigDict(dict(name="npz", path=str(path), image_shape=(8, 8, 1),
+                                            streaming=True))
+    with pytest.raises(DataError, match=r"NpzRecords.*images are \(6, 6, 1\) but "
+                                        r"config.data.image_shape = \(8, 8, 1\)"):
+        load_dataset(data_spec(config, num_classes=3), seed=0, num_classes=3)
+    config.image_shape = (6, 6, 1)
+    splits = load_dataset(data_spec(config, num_classes=3), seed=0, num_classes=3)
+    assert isinstance(splits.train, RecordDataset) and len(splits.train) == 50
+    assert splits.test.images.shape == (4, 6, 6, 1)

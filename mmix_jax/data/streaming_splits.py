@@ -19,7 +19,7 @@ from mmix_jax.data.host_transforms import inception_crop
 from mmix_jax.data.pipeline import ArrayDataset
 from mmix_jax.data.records import NpzRecords, RecordDataset, TfdsRecords
 from mmix_jax.data.splits import LABELED_STREAM, VALIDATION_STREAM, split_per_class
-from mmix_jax.data.tfds_source import IMAGE_SOURCES, channel_statistics
+from mmix_jax.data.tfds_source import IMAGE_SOURCES, channel_statistics, check_split
 from mmix_jax.errors import DataError
 
 STREAM_ABOVE_BYTES = 4 << 30
@@ -116,6 +116,11 @@ def load_streaming(spec: Any, num_classes: int, seed: int, builder: Any = None):
             rows = rows[chosen]
         train = train.subset(rows)
     test = read_whole(RecordDataset(test_source, transform=transform))
+    shape = spec.image_shape or IMAGE_SOURCES[spec.name].image_shape
+    check_split(test, f"{test_source!r}", shape, num_classes)
+    first = train.take([0])  # the training records must come out in the same form
+    check_split(ArrayDataset(first["image"], first["label"]), f"{train_source!r}", shape,
+                num_classes)
     if spec.normalization == "imagenet":
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     elif spec.normalization == "half":
