@@ -161,3 +161,24 @@ def confidence_histograms(path: epath.PathLike,
     axes[-1].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     save(fig, path, dpi=120)
+
+
+def validation_curves(path: epath.PathLike,
+                      curves: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+                      ramp: Optional[tuple[Sequence[float], Sequence[float]]] = None) -> None:
+    """Validation error % against epochs, one line per (label, epochs, errors); with `ramp`
+    (epochs, w / w_max) the consistency weight's ramp-up on a second axis, dashed."""
+    fig = Figure(figsize=(6.4, 3.8))
+    axis = fig.subplots()
+    for label, epochs, errors in curves:
+        axis.plot(epochs, errors, marker="o", ms=3, lw=1.2, label=label)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation error %")
+    axis.legend(fontsize=7)
+    if ramp is not None:
+        twin = axis.twinx()
+        twin.plot(ramp[0], ramp[1], "k--", lw=1.0)
+        twin.set_ylabel("w / w_max (dashed)")
+        twin.set_ylim(0, 1.05)
+    fig.tight_layout()
+    save(fig, path, dpi=120)

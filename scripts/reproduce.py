@@ -69,7 +69,21 @@ def semi_supervised_fields(config: dict[str, Any]) -> dict[str, Any]:
             "unsupervised_weight_max": ssl["unsupervised_weight_max"],
             "targets": ssl["targets"], "unsupervised_alpha": ssl["unsupervised_alpha"],
             "unsupervised_layers": list(ssl["unsupervised_layers"]),
-            "rampup_epochs": ssl["rampup_epochs"], "ema_decay": ssl["ema_decay"]}
+            "rampup_epochs": ssl["rampup_epochs"], "ema_decay": ssl["ema_decay"],
+            "batch_norm_passes": ssl.get("batch_norm_passes", "step")}
+
+
+def variant(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The method, with its consistency weight and BatchNorm order where the study varies
+    them (a semi-supervised diagnosis), so that those runs are not averaged as seeds."""
+    label = row["method"]
+    same = [r for r in rows if r["method"] == row["method"]]
+    if len({r.get("unsupervised_weight_max") for r in same}) > 1:
+        label += f", w_max {row['unsupervised_weight_max']:g}"
+    if len({r.get("batch_norm_passes") for r in same}) > 1 and (
+            row.get("batch_norm_passes") == "authors"):
+        label += ", authors' BN passes"
+    return label
 
 
 def model_of(config: dict[str, Any]) -> str:
@@ -207,10 +221,10 @@ def study_table(rows: list[dict[str, Any]]) -> str:
     columns = [c for c in STUDY_COLUMNS if any(r.get(c[0]) is not None for r in rows)]
     lines = ["| train images | method | seeds | epochs | " + " | ".join(h for _, h, _ in columns)
              + " |", "|---" * (4 + len(columns)) + "|"]
-    groups = sorted({(r["train_size"] or 0, r["method"]) for r in rows},
-                    key=lambda g: (g[0], METHOD_ORDER.index(g[1])))
-    for size, method in groups:
-        mine = [r for r in rows if (r["train_size"] or 0, r["method"]) == (size, method)]
+    groups = sorted({(r["train_size"] or 0, variant(r, rows), r["method"]) for r in rows},
+                    key=lambda g: (g[0], METHOD_ORDER.index(g[2]), g[1]))
+    for size, method, _ in groups:
+        mine = [r for r in rows if (r["train_size"] or 0, variant(r, rows)) == (size, method)]
         cells = [_cell([r[k] for r in mine if r.get(k) is not None], d) if any(
             r.get(k) is not None for r in mine) else "—" for k, _, d in columns]
         epochs = "/".join(sorted({str(r["epochs"]) for r in mine}))

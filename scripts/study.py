@@ -110,7 +110,8 @@ def ssl_fashion_gate() -> list[Run]:
     images per class (the rest unlabelled, 500 per class for validation), WRN-10-1, 12 epochs
     (6,600 updates, an evaluation per epoch: validation curves while w ramps over the first
     40 %); labelled-only, SSL Manifold Mixup at w_max 1 / 0.3 / 0.1, the authors' five
-    BatchNorm passes at w_max 1, and ICT with its preset. Settings for the 100-label study are
+    BatchNorm passes at w_max 1, ICT with its preset, and ICT at w_max 0 (its run settings
+    without the consistency term: the control). Settings for the 100-label study are
     chosen on these runs' validation error."""
     epochs, common = 12, (("seed", "0"), ("data.labels_per_class", "25"))
     manifold = f"configs/ssl_fashion_mnist.py:manifold,epochs={epochs}"
@@ -124,6 +125,10 @@ def ssl_fashion_gate() -> list[Run]:
             common + (("semi_supervised.unsupervised_weight_max", "0.3"),)),
         Run("manifold_w1_bnauthors_s0", manifold,
             common + (("semi_supervised.batch_norm_passes", "authors"),)),
+        # ICT without its consistency term (and so without a teacher): what its run settings
+        # and labelled term give alone (added after ICT led labelled-only on validation)
+        Run("ict_w0_s0", f"configs/ssl_fashion_mnist.py:ict,epochs={epochs}",
+            common + (("semi_supervised.unsupervised_weight_max", "0.0"),)),
     ]
 
 

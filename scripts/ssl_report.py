@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Per-epoch validation error of a semi-supervised study's runs, with the consistency weight's
+ramp-up, as a figure (issue 22's diagnosis: does the error rise as w grows?).
+
+    python scripts/ssl_report.py --read ~/studies/ssl_gate --out docs/figures/ssl_fashion_gate_curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mmix_jax import figures  # noqa: E402
+
+
+def label_of(config: dict) -> str:
+    ssl = config["semi_supervised"]
+    if ssl["unsupervised_weight_max"] <= 0:
+        return "labelled only"
+    name = "ICT" if ssl["targets"] == "mean_teacher" else "SSL Manifold Mixup"
+    label = f"{name}, w_max {ssl['unsupervised_weight_max']:g}"
+    if ssl.get("batch_norm_passes") == "authors":
+        label += ", authors' BN passes"
+    return label
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--read", type=pathlib.Path, required=True)
+    parser.add_argument("--out", type=pathlib.Path, required=True)
+    args = parser.parse_args()
+    curves, ramp = [], None
+    for run in sorted(p.parent for p in args.read.glob("*/history.json")):
+        config = json.loads((run / "config.json").read_text())
+        history = json.loads((run / "history.json").read_text())
+        entries = history["entries"] if isinstance(history, dict) else history
+        epochs = [e["epoch"] for e in entries]
+        curves.append((label_of(config), epochs, [e["val_error_percent"] for e in entries]))
+        ssl = config["semi_supervised"]
+        if ramp is None and ssl["targets"] == "self" and ssl["unsupervised_weight_max"] > 0:
+            t = np.linspace(0, config["num_epochs"], 200)
+            ramp = (t, np.exp(-5 * (1 - np.minimum(t / ssl["rampup_epochs"], 1)) ** 2))
+        print(f"{label_of(config)}: " + " ".join(
+            f"{e:g}:{v:.1f}" for e, v in zip(epochs, curves[-1][2])))
+    figures.validation_curves(args.out, sorted(curves), ramp)
+
+
+if __name__ == "__main__":
+    main()
