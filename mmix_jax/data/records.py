@@ -2,7 +2,7 @@
 
 - `NpzRecords`: the arrays of an uncompressed .npz (`np.savez`) memory-mapped, so reading
   record i touches only its bytes (a compressed .npz cannot be mapped: refused with the fix).
-- `TfdsRecords`: a TFDS split prepared as ArrayRecord files, through `tfds.data_source`.
+- `TfdsRecords`: a TFDS split prepared as ArrayRecord files, through TFDS's data source.
 - `RecordDataset`: a source, the rows of it that form a split, and the host transform that turns
   a decoded record into a fixed-size uint8 image (`host_transforms`). `take(rows, rngs)` reads,
   transforms and stacks rows like `ArrayDataset.take`.
@@ -76,7 +76,8 @@ class NpzRecords:
 
 
 class TfdsRecords:
-    """Record i of a TFDS split in ArrayRecord format (`tfds.data_source`): (image, label)."""
+    """Record i of a TFDS split in ArrayRecord format (the builder's `as_data_source`):
+    (image, label)."""
 
     def __init__(self, builder: Any, split: str, encoded: bool = False):
         import tensorflow_datasets as tfds
@@ -84,10 +85,8 @@ class TfdsRecords:
         # encoded: images stay JPEG/PNG bytes, for a host transform that decodes them itself
         decoders = {"image": tfds.decode.SkipDecoding()} if encoded else None
         try:
-            self._source = tfds.data_source(
-                builder.info.name, split=split, download=False, decoders=decoders,
-                data_dir=str(pathlib.Path(builder.data_dir).parents[1]),
-                builder_kwargs=dict(file_format="array_record"))
+            self._source = builder.as_data_source(split=split, decoders=decoders,
+                                                  file_format="array_record")
         except Exception as error:  # noqa: BLE001 - TFDS raises many kinds for this
             raise DataError(
                 f"{builder.info.name} split {split!r} in {builder.data_dir} cannot be read as "
