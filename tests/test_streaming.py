@@ -215,7 +215,8 @@ def test_two_process_streaming_run_killed_resumes_bit_exactly_within_its_memory(
     assert step == 24
     assert_bit_identical(two, one)
     peak = max(rss for _, rss in killed + resumed)
-    print(f"peak RSS per process {peak / 2**20:.0f} MiB")
+    print("peak RSS per process (MiB), killed / resumed:",
+          [round(rss / 2**20) for _, rss in killed], [round(rss / 2**20) for _, rss in resumed])
     assert peak < 3 << 30, peak
 
 
