@@ -77,6 +77,9 @@ def variant(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """The method, with its consistency weight and BatchNorm order where the study varies
     them (a semi-supervised diagnosis), so that those runs are not averaged as seeds."""
     label = row["method"]
+    if row.get("semi_supervised") and row["unsupervised_weight_max"] <= 0 and (
+            row["targets"] == "mean_teacher"):
+        return label + " (ICT's settings)"  # the control: ICT without its consistency term
     same = [r for r in rows if r["method"] == row["method"]]
     if len({r.get("unsupervised_weight_max") for r in same}) > 1:
         label += f", w_max {row['unsupervised_weight_max']:g}"

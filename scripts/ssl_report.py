@@ -23,7 +23,7 @@ from mmix_jax import figures  # noqa: E402
 def label_of(config: dict) -> str:
     ssl = config["semi_supervised"]
     if ssl["unsupervised_weight_max"] <= 0:
-        return "labelled only"
+        return "labelled only" + (" (ICT's settings)" if ssl["targets"] == "mean_teacher" else "")
     name = "ICT" if ssl["targets"] == "mean_teacher" else "SSL Manifold Mixup"
     label = f"{name}, w_max {ssl['unsupervised_weight_max']:g}"
     if ssl.get("batch_norm_passes") == "authors":

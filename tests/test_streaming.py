@@ -98,13 +98,24 @@ def test_evaluation_crop_is_the_centre_of_the_resized_image():
 
 @pytest.fixture(scope="module")
 def large_jpegs(tmp_path_factory):
-    """128 training JPEGs of 2048–4096 pixels a side (about 3.6 GB decoded, 1 MB of files)."""
+    """128 training JPEGs of 3072–6144 pixels a side (about 8 GB decoded, a few MB of files)."""
     sys.path.insert(0, str(ROOT / "scripts"))
     from generated_jpegs import make
 
     data_dir = tmp_path_factory.mktemp("tfds")
-    make(data_dir, train=128, test=16, side=4096)
+    make(data_dir, train=128, test=16, side=6144)
     return data_dir
+
+
+def decoded_size(data_dir) -> int:
+    """Bytes of the decoded training images (from the JPEG headers: nothing is decoded)."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("generated_jpegs", data_dir=str(data_dir))
+    source = builder.as_data_source(split="train", decoders={
+        "image": tfds.decode.SkipDecoding()})
+    return sum(int(np.prod(Image.open(io.BytesIO(record["image"])).size)) * 3
+               for record in source)
 
 
 def _rss_anon() -> int:
@@ -117,7 +128,7 @@ def _rss_anon() -> int:
 def test_streaming_reads_an_epoch_of_large_jpegs_without_holding_them(large_jpegs):
     """Through the config path (configuration.data_spec → load_dataset → StreamingBatches):
     an epoch of ImageNet-style crops; this process's anonymous memory grows by less than a
-    twentieth of the decoded training set, and a repeat of the epoch gives the same batches."""
+    fiftieth of the decoded training set, and a repeat of the epoch gives the same batches."""
     import ml_collections
     from mmix_jax.configuration import data_spec
     from mmix_jax.data import load_dataset
@@ -128,9 +139,7 @@ def test_streaming_reads_an_epoch_of_large_jpegs_without_holding_them(large_jpeg
         streaming="auto", loader_threads=4))
     spec = data_spec(config, num_classes=4)
     splits = load_dataset(spec, seed=0, num_classes=4)
-    source = splits.train.source
-    decoded = sum(int(np.prod(Image.open(io.BytesIO(source[i][0])).size)) * 3
-                  for i in range(len(source)))
+    decoded = decoded_size(large_jpegs)
     batches = StreamingBatches(TrainBatches(splits.train, 16, seed=0), 8, threads=4, prefetch=4)
     before, peak, first = _rss_anon(), 0, []
     for step, batch in enumerate(batches.iterator(0)):
@@ -140,7 +149,7 @@ def test_streaming_reads_an_epoch_of_large_jpegs_without_holding_them(large_jpeg
     assert len(first) == 8 and splits.test.images.shape == (16, 32, 32, 3)
     growth = peak - before
     print(f"decoded {decoded / 2**20:.0f} MiB, loader growth {growth / 2**20:.1f} MiB")
-    assert decoded > 2 << 30 and growth < decoded / 20, (growth, decoded)
+    assert decoded > 6 << 30 and growth < decoded / 50, (growth, decoded)
     again = batches.iterator(5)
     np.testing.assert_array_equal(next_batch(again, 5)["image"], first[5])
 
@@ -191,10 +200,12 @@ def _two_processes(workdir, data_dir, cache, kill_after_step=None):
 def test_two_process_streaming_run_killed_resumes_bit_exactly_within_its_memory(
         tmp_path, large_jpegs):
     """ImageNet's config (host crops of JPEGs decoded per batch, grain threads, a bfloat16
-    PreActResNet with the ImageNet stem at width 4, Input Mixup) on 128 JPEGs of 2048–4096 pixels a side:
+    PreActResNet with the ImageNet stem at width 4, Input Mixup) on 128 JPEGs of 3072–6144
+    pixels a side:
     two processes, SIGKILLed after a checkpoint, resumed; the final parameters equal an
     uninterrupted one-process run on two devices, and each process's peak memory stays below
-    the decoded training set (3.6 GB; the test above bounds the loader's own share)."""
+    half the decoded training set (8 GB; 1.0–1.3 GB measured alone, up to 3.3 GB once under
+    pytest-xdist, unexplained; the test above bounds the loader's own share)."""
     cache = tmp_path / "xla_cache"  # the resumed processes reuse the killed ones' compilations
     reference = subprocess.run(
         [sys.executable, "-m", "mmix_jax.main", *GENERATED_RUN, f"--workdir={tmp_path / 'one'}",
@@ -217,7 +228,7 @@ def test_two_process_streaming_run_killed_resumes_bit_exactly_within_its_memory(
     peak = max(rss for _, rss in killed + resumed)
     print("peak RSS per process (MiB), killed / resumed:",
           [round(rss / 2**20) for _, rss in killed], [round(rss / 2**20) for _, rss in resumed])
-    assert peak < 3 << 30, peak
+    assert peak < decoded_size(large_jpegs) / 2, peak
 
 
 def test_resume_accepts_other_reading_settings_but_not_other_data():
