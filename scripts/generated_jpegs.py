@@ -1,6 +1,6 @@
-"""A small ImageNet-shaped TFDS data set written by the tests and scripts/loader_benchmark.py: JPEGs of
-several sizes in ArrayRecord files, read back by name (`tfds.builder(NAME, data_dir=...)`)
-without this module, as TFDS reads any prepared data set.
+"""A small ImageNet-shaped TFDS data set written by the tests and scripts/loader_benchmark.py:
+JPEGs of several sizes in ArrayRecord files, read back by name
+(`tfds.builder(NAME, data_dir=...)`) without this module, as TFDS reads any prepared data set.
 
     python scripts/generated_jpegs.py DATA_DIR [--train N] [--test N] [--side S]
 """

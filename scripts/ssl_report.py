@@ -2,7 +2,8 @@
 """Per-epoch validation error of a semi-supervised study's runs, with the consistency weight's
 ramp-up, as a figure (issue 22's diagnosis: does the error rise as w grows?).
 
-    python scripts/ssl_report.py --read ~/studies/ssl_gate --out docs/figures/ssl_fashion_gate_curves.png
+    python scripts/ssl_report.py --read ~/studies/ssl_gate \
+        --out docs/figures/ssl_fashion_gate_curves.png
 """
 
 from __future__ import annotations

@@ -135,9 +135,9 @@ def ssl_fashion_gate() -> list[Run]:
 def ssl_fashion_100() -> list[Run]:
     """Issue 22's study: Fashion-MNIST with 100 labelled images per class (500 per class for
     validation), WRN-10-1, the config's 60 epochs (33,000 updates); labelled-only, SSL Manifold
-    Mixup with the settings chosen on the gate's validation error (GATE_CHOICE), ICT with its preset,
-    ICT at w_max 0 (ICT's settings without the consistency term: the gate's best), seeds 0 and
-    1, seed 0 of each method first."""
+    Mixup with the settings chosen on the gate's validation error (GATE_CHOICE), ICT with its
+    preset, ICT at w_max 0 (ICT's settings without the consistency term: the gate's best);
+    seeds 0 and 1, seed 0 of each method first."""
     runs = []
     for seed in (0, 1):
         common = (("seed", str(seed)),)
