@@ -1,9 +1,10 @@
 """Orbax checkpoints of the whole TrainState plus the config that produced it.
 
-Layout: `workdir/checkpoints/<step>/{state,config}` written by an Orbax CheckpointManager,
-asynchronously, keeping the newest `keep` checkpoints and the best one by a chosen metric.
-Orbax writes into a temporary directory and renames it when complete, so a process killed
-mid-save leaves no half checkpoint among the steps (the temporary one is cleaned up on restart).
+Layout: `workdir/checkpoints/<step>/{state,config[,data]}` (data: a streaming run's iterator
+state), written by an Orbax CheckpointManager, asynchronously, keeping the newest `keep`
+checkpoints and the best one by a chosen metric. Orbax writes into a temporary directory and
+renames it when complete, so a process killed mid-save leaves no half checkpoint among the
+steps (the temporary one is cleaned up on restart).
 
 On resume the stored config is compared first: a checkpoint of a run with a different model,
 data, optimiser, mixing or semi-supervised set-up is refused (ConfigError naming each differing
@@ -17,7 +18,6 @@ its arrays unreadable while their structure matches) is reported in one line, mo
 from __future__ import annotations
 
 import dataclasses
-import signal
 import time
 from typing import Any, Callable, Optional
 
@@ -272,35 +272,3 @@ def abstract_like(tree: Any, sharding: jax.sharding.Sharding) -> Any:
     """Shape/dtype structs of `tree` with `sharding`: the restore target on the current mesh."""
     return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
                         tree)
-
-
-class Preemption:
-    """SIGTERM → save and exit. Across processes JAX's preemption sync point is used, so that
-    every process stops at the same step (one process saving alone would hang the others)."""
-
-    def __init__(self):
-        self.requested = False
-        self._multi = jax.process_count() > 1
-        if not self._multi:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        del signum, frame
-        self.requested = True
-
-    def reached(self, step: int) -> bool:
-        if self._multi:
-            return multihost_utils.reached_preemption_sync_point(step)
-        return self.requested
-
-    def restore(self) -> None:
-        if not self._multi:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
-class PreemptedError(SystemExit):
-    """Raised after the preemption checkpoint is on disk; exits with 128 + SIGTERM."""
-
-    def __init__(self, step: int, path: epath.Path):
-        super().__init__(128 + signal.SIGTERM)
-        self.step, self.path = step, path

@@ -22,7 +22,8 @@ from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
 from mmix_jax import parallel
-from mmix_jax.checkpoint import Checkpoints, PreemptedError, Preemption
+from mmix_jax.checkpoint import Checkpoints
+from mmix_jax.preemption import PreemptedError, Preemption
 from mmix_jax.configuration import RunSpec
 from mmix_jax.data import (ArrayDataset, SemiSupervisedBatches, Splits, StreamingBatches,
                            TrainBatches, eval_preprocess, preprocess_constants, train_preprocess)

@@ -4,9 +4,9 @@ order ("SEAM sigterm", "SEAM evaluate", "SEAM save STEP"): what a preempted run 
 
 import sys
 
-from mmix_jax import checkpoint, main, train
+from mmix_jax import checkpoint, main, preemption, train
 
-_handle, _save, _evaluate = (checkpoint.Preemption._handle, checkpoint.Checkpoints.save,
+_handle, _save, _evaluate = (preemption.Preemption._handle, checkpoint.Checkpoints.save,
                              train.evaluate_dataset)
 
 
@@ -25,6 +25,6 @@ def evaluate(*args, **kwargs):
     return _evaluate(*args, **kwargs)
 
 
-checkpoint.Preemption._handle, checkpoint.Checkpoints.save = handle, save
+preemption.Preemption._handle, checkpoint.Checkpoints.save = handle, save
 train.evaluate_dataset = evaluate
 main.run_cli()

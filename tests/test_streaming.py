@@ -126,7 +126,7 @@ def _rss_anon() -> int:
 
 
 def test_streaming_reads_an_epoch_of_large_jpegs_without_holding_them(large_jpegs):
-    """Through the config path (configuration.data_spec → load_dataset → StreamingBatches):
+    """Through the config path (data_config.data_spec → load_dataset → StreamingBatches):
     an epoch of ImageNet-style crops; this process's anonymous memory grows by less than a
     fiftieth of the decoded training set, and a repeat of the epoch gives the same batches."""
     import ml_collections
