@@ -15,6 +15,7 @@ a number of loader threads per accelerator host.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
 import sys
@@ -40,7 +41,7 @@ def loader_rate(data_dir: str, size: int, threads: int, batch: int, batches: int
 
     builder = tfds.builder("generated_jpegs", data_dir=data_dir)
     dataset = RecordDataset(TfdsRecords(builder, "train", encoded=True),
-                            transform=lambda image, rng: inception_crop(image, rng, size))
+                            transform=functools.partial(inception_crop, size=size))
     stream = StreamingBatches(TrainBatches(dataset, batch, seed=0), batches + 2,
                               threads=threads, prefetch=2 * threads).iterator(0)
     next(stream), next(stream)  # threads started, first reads done
