@@ -8,7 +8,7 @@ the outputs of the first two stages).
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +37,23 @@ def semi_supervised_title(weight_max: float, targets: str) -> str:
     return "ICT" if targets == "mean_teacher" else "SSL Manifold Mixup"
 
 
+def uses_ict_settings(config: Mapping[str, Any]) -> bool:
+    """Whether a semi-supervised run (a config as a dict) trains with ICT's run settings: the
+    cosine ramp-down only ICT's preset sets (config_lib.ICT_RUN)."""
+    return config["optimizer"].get("schedule") == "cosine"
+
+
+def semi_supervised_label(config: Mapping[str, Any]) -> str:
+    """The method's title, marked "(ICT's settings)" for a run other than ICT that uses ICT's
+    run settings and labelled term: the controls that separate ICT's recipe from its
+    consistency term."""
+    ssl = config["semi_supervised"]
+    title = semi_supervised_title(ssl["unsupervised_weight_max"], ssl["targets"])
+    if title != "ICT" and uses_ict_settings(config):
+        title += " (ICT's settings)"
+    return title
+
+
 def title_of(alpha: float, mix_layers: Sequence[int]) -> str:
     """ERM (no mixing), Input Mixup (the input only) or Manifold Mixup (any hidden point)."""
     if not mix_layers or alpha <= 0:
@@ -45,4 +62,4 @@ def title_of(alpha: float, mix_layers: Sequence[int]) -> str:
 
 
 __all__ = ["Method", "PAPER_METHODS", "SEMI_SUPERVISED_TITLES", "TITLES",
-           "semi_supervised_title", "title_of"]
+           "semi_supervised_label", "semi_supervised_title", "title_of", "uses_ict_settings"]

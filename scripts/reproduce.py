@@ -31,7 +31,8 @@ from typing import Any, Iterable
 import numpy as np
 
 import robustness_report  # noqa: E402  (scripts/robustness_report.py)
-from mmix_jax.methods import SEMI_SUPERVISED_TITLES, TITLES, semi_supervised_title, title_of
+from mmix_jax.methods import (SEMI_SUPERVISED_TITLES, TITLES, semi_supervised_title, title_of,
+                              uses_ict_settings)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -70,17 +71,18 @@ def semi_supervised_fields(config: dict[str, Any]) -> dict[str, Any]:
             "targets": ssl["targets"], "unsupervised_alpha": ssl["unsupervised_alpha"],
             "unsupervised_layers": list(ssl["unsupervised_layers"]),
             "rampup_epochs": ssl["rampup_epochs"], "ema_decay": ssl["ema_decay"],
-            "batch_norm_passes": ssl.get("batch_norm_passes", "step")}
+            "batch_norm_passes": ssl.get("batch_norm_passes", "step"),
+            "ict_settings": uses_ict_settings(config)}
 
 
 def variant(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """The method, with its consistency weight and BatchNorm order where the study varies
-    them (a semi-supervised diagnosis), so that those runs are not averaged as seeds."""
+    them (a semi-supervised diagnosis), so that those runs are not averaged as seeds; runs on
+    ICT's settings that are not ICT are labelled so (methods.semi_supervised_label)."""
     label = row["method"]
-    if row.get("semi_supervised") and row["unsupervised_weight_max"] <= 0 and (
-            row["targets"] == "mean_teacher"):
-        return label + " (ICT's settings)"  # the control: ICT without its consistency term
-    same = [r for r in rows if r["method"] == row["method"]]
+    if row.get("semi_supervised") and row.get("ict_settings") and label != "ICT":
+        return label + " (ICT's settings)"
+    same = [r for r in rows if r["method"] == row["method"] and not r.get("ict_settings")]
     if len({r.get("unsupervised_weight_max") for r in same}) > 1:
         label += f", w_max {row['unsupervised_weight_max']:g}"
     if len({r.get("batch_norm_passes") for r in same}) > 1 and (

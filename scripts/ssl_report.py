@@ -19,14 +19,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mmix_jax import figures  # noqa: E402
+from mmix_jax.methods import semi_supervised_label  # noqa: E402
 
 
 def label_of(config: dict) -> str:
+    """The method (methods.semi_supervised_label), with the consistency weight and the
+    authors' BatchNorm order where they apply."""
+    label = semi_supervised_label(config)
     ssl = config["semi_supervised"]
-    if ssl["unsupervised_weight_max"] <= 0:
-        return "labelled only" + (" (ICT's settings)" if ssl["targets"] == "mean_teacher" else "")
-    name = "ICT" if ssl["targets"] == "mean_teacher" else "SSL Manifold Mixup"
-    label = f"{name}, w_max {ssl['unsupervised_weight_max']:g}"
+    if ssl["unsupervised_weight_max"] > 0:
+        label += f", w_max {ssl['unsupervised_weight_max']:g}"
     if ssl.get("batch_norm_passes") == "authors":
         label += ", authors' BN passes"
     return label

@@ -110,9 +110,10 @@ def ssl_fashion_gate() -> list[Run]:
     images per class (the rest unlabelled, 500 per class for validation), WRN-10-1, 12 epochs
     (6,600 updates, an evaluation per epoch: validation curves while w ramps over the first
     40 %); labelled-only, SSL Manifold Mixup at w_max 1 / 0.3 / 0.1, the authors' five
-    BatchNorm passes at w_max 1, ICT with its preset, and ICT at w_max 0 (its run settings
-    without the consistency term: the control). Settings for the 100-label study are
-    chosen on these runs' validation error."""
+    BatchNorm passes at w_max 1, ICT with its preset, ICT at w_max 0 (its run settings
+    without the consistency term: the control), and SSL Manifold Mixup's consistency term on
+    ICT's settings. Settings for the 100-label study are chosen on these runs' validation
+    error."""
     epochs, common = 12, (("seed", "0"), ("data.labels_per_class", "25"))
     manifold = f"configs/ssl_fashion_mnist.py:manifold,epochs={epochs}"
     return [
@@ -129,7 +130,21 @@ def ssl_fashion_gate() -> list[Run]:
         # and labelled term give alone (added after ICT led labelled-only on validation)
         Run("ict_w0_s0", f"configs/ssl_fashion_mnist.py:ict,epochs={epochs}",
             common + (("semi_supervised.unsupervised_weight_max", "0.0"),)),
+        # SSL Manifold Mixup's consistency term on top of that control: ICT's run settings and
+        # labelled term, the paper's unlabelled mixing (targets from the same network, α = 2
+        # at {0, 1, 2}, w_max 1 ramped over 40 %). Added after the control led every run.
+        Run("manifold_ict_settings_s0", f"configs/ssl_fashion_mnist.py:ict,epochs={epochs}",
+            common + MANIFOLD_CONSISTENCY
+            + (("semi_supervised.rampup_epochs", f"{0.4 * epochs:g}"),)),
     ]
+
+
+# The paper's semi-supervised consistency term (config_lib.semi_supervised_methods' "manifold")
+# as overrides of another method's config, less its ramp-up (a number of epochs per study).
+MANIFOLD_CONSISTENCY = (("semi_supervised.targets", "self"),
+                        ("semi_supervised.unsupervised_alpha", "2.0"),
+                        ("semi_supervised.unsupervised_layers", "(0,1,2)"),
+                        ("semi_supervised.unsupervised_weight_max", "1.0"))
 
 
 def ssl_fashion_100() -> list[Run]:
