@@ -479,3 +479,22 @@ def test_spirals_demonstration_trains_three_methods_on_eight_labels(tmp_path):
         assert metrics["val_selected_epoch"] in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10), method
     assert summary["supervised"]["val_selected_test_accuracy"] > 0.65  # chance is 0.5
     assert (tmp_path / "demo" / "decision_boundaries.png").stat().st_size > 20_000
+
+
+def test_runs_on_icts_settings_are_labelled_apart_from_the_methods_they_resemble():
+    """Tables and curves must not average a control with the method it controls for: runs on
+    ICT's run settings (cosine ramp-down) that are not ICT carry "(ICT's settings)", and the
+    label follows the consistency term actually trained (weight 0: labelled only)."""
+    from mmix_jax.methods import semi_supervised_label
+    module = importlib.import_module("ssl_fashion_mnist")
+
+    def label(method, **ssl):
+        config = module.get_config(method)
+        config.semi_supervised.update(ssl)
+        return semi_supervised_label(config.to_dict())
+
+    assert label("supervised") == "Labelled only"
+    assert label("manifold") == "SSL Manifold Mixup"
+    assert label("ict") == "ICT"
+    assert label("ict", unsupervised_weight_max=0.0) == "Labelled only (ICT's settings)"
+    assert label("ict", targets="self") == "SSL Manifold Mixup (ICT's settings)"
