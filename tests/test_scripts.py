@@ -120,3 +120,39 @@ def test_study_plans_state_their_runs():
     assert len(commands) == 18  # 3 sizes × 2 seeds × 3 methods
     assert sum("labels_per_class=1000" in c and "epochs=160" in c for c in commands) == 6
     assert all("validation_per_class=500" in c and "model.width=16" in c for c in commands)
+
+
+def test_batch_norm_check_recomputes_statistics_and_normalises_by_each_batch():
+    """scripts/batch_norm_check.py against numpy: K train-mode passes over the same clean batch
+    move the running mean to m^K·old + (1 − m^K)·batch mean (momentum m = 0.9), and "own
+    statistics" predictions standardise each batch by its own mean and variance."""
+    import flax.linen as nn
+    import jax
+    import numpy as np
+    import optax
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import batch_norm_check
+    from mmix_jax.state import TrainState
+
+    class Normalise(nn.Module):  # logits = BatchNorm(x): scale 1, bias 0 at initialisation
+        @nn.compact
+        def __call__(self, x, train):
+            return nn.BatchNorm(momentum=0.9, epsilon=1e-5)(x, use_running_average=not train)
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, (8, 4)).astype(np.float32)
+    variables = Normalise().init(jax.random.key(0), x, train=False)
+    state = TrainState.create(apply_fn=Normalise().apply, params=variables["params"],
+                              tx=optax.sgd(0.1), batch_stats=variables["batch_stats"])
+    stats = batch_norm_check.recomputed_statistics(state, [x] * 5, seed=0)
+    expected = 0.9 ** 5 * 0.0 + (1 - 0.9 ** 5) * x.mean(0)
+    np.testing.assert_allclose(np.asarray(stats["BatchNorm_0"]["mean"]), expected, rtol=1e-5)
+
+    two_batches = np.concatenate([x, x + rng.normal(0, 5, (1, 4)).astype(np.float32)])
+    predicted = batch_norm_check.own_statistics_predictions(state, two_batches, 8, seed=0)
+    by_hand = np.concatenate([((b - b.mean(0)) / np.sqrt(b.var(0) + 1e-5)).argmax(1)
+                              for b in (two_batches[:8], two_batches[8:])])
+    np.testing.assert_array_equal(predicted, by_hand)
+    error, _ = batch_norm_check.error_and_nll(state, state.batch_stats, x, x.argmax(1))
+    assert error == 0.0  # initial statistics (mean 0, variance 1) keep each row's argmax
