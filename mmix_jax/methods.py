@@ -38,19 +38,24 @@ def semi_supervised_title(weight_max: float, targets: str) -> str:
 
 
 def uses_ict_settings(config: Mapping[str, Any]) -> bool:
-    """Whether a semi-supervised run (a config as a dict) trains with ICT's run settings: the
-    cosine ramp-down only ICT's preset sets (config_lib.ICT_RUN)."""
-    return config["optimizer"].get("schedule") == "cosine"
+    """Whether a semi-supervised run (a config as a dict) trains with ICT's run settings
+    (config_lib.ICT_RUN: no dropout, no Nesterov, weight decay 1e-4)."""
+    from mmix_jax.config_lib import ICT_RUN  # config_lib builds configs; this only reads them
+    optimizer = config["optimizer"]
+    return (config["model"].get("dropout_rate", 0.0) == ICT_RUN["dropout_rate"]
+            and optimizer.get("nesterov") == ICT_RUN["nesterov"]
+            and optimizer.get("weight_decay") == ICT_RUN["weight_decay"])
 
 
 def semi_supervised_label(config: Mapping[str, Any]) -> str:
     """The method's title, marked "(ICT's settings)" for a run other than ICT that uses ICT's
     run settings and labelled term: the controls that separate ICT's recipe from its
-    consistency term."""
+    consistency term ("(ICT's settings, step schedule)" without its cosine ramp-down)."""
     ssl = config["semi_supervised"]
     title = semi_supervised_title(ssl["unsupervised_weight_max"], ssl["targets"])
     if title != "ICT" and uses_ict_settings(config):
-        title += " (ICT's settings)"
+        cosine = config["optimizer"].get("schedule") == "cosine"
+        title += " (ICT's settings)" if cosine else " (ICT's settings, step schedule)"
     return title
 
 

@@ -31,8 +31,8 @@ from typing import Any, Iterable
 import numpy as np
 
 import robustness_report  # noqa: E402  (scripts/robustness_report.py)
-from mmix_jax.methods import (SEMI_SUPERVISED_TITLES, TITLES, semi_supervised_title, title_of,
-                              uses_ict_settings)
+from mmix_jax.methods import (SEMI_SUPERVISED_TITLES, TITLES, semi_supervised_label,
+                              semi_supervised_title, title_of, uses_ict_settings)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ def semi_supervised_fields(config: dict[str, Any]) -> dict[str, Any]:
             "unsupervised_layers": list(ssl["unsupervised_layers"]),
             "rampup_epochs": ssl["rampup_epochs"], "ema_decay": ssl["ema_decay"],
             "batch_norm_passes": ssl.get("batch_norm_passes", "step"),
-            "ict_settings": uses_ict_settings(config)}
+            "ict_settings": uses_ict_settings(config), "label": semi_supervised_label(config)}
 
 
 def variant(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
@@ -81,7 +81,7 @@ def variant(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     ICT's settings that are not ICT are labelled so (methods.semi_supervised_label)."""
     label = row["method"]
     if row.get("semi_supervised") and row.get("ict_settings") and label != "ICT":
-        return label + " (ICT's settings)"
+        return row["label"]
     same = [r for r in rows if r["method"] == row["method"] and not r.get("ict_settings")]
     if len({r.get("unsupervised_weight_max") for r in same}) > 1:
         label += f", w_max {row['unsupervised_weight_max']:g}"

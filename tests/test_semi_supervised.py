@@ -488,9 +488,10 @@ def test_runs_on_icts_settings_are_labelled_apart_from_the_methods_they_resemble
     from mmix_jax.methods import semi_supervised_label
     module = importlib.import_module("ssl_fashion_mnist")
 
-    def label(method, **ssl):
+    def label(method, schedule=None, **ssl):
         config = module.get_config(method)
         config.semi_supervised.update(ssl)
+        config.optimizer.schedule = schedule or config.optimizer.schedule
         return semi_supervised_label(config.to_dict())
 
     assert label("supervised") == "Labelled only"
@@ -498,3 +499,6 @@ def test_runs_on_icts_settings_are_labelled_apart_from_the_methods_they_resemble
     assert label("ict") == "ICT"
     assert label("ict", unsupervised_weight_max=0.0) == "Labelled only (ICT's settings)"
     assert label("ict", targets="self") == "SSL Manifold Mixup (ICT's settings)"
+    assert label("ict", "step", targets="self") == (
+        "SSL Manifold Mixup (ICT's settings, step schedule)")
+    assert label("manifold", "cosine") == "SSL Manifold Mixup"  # dropout, Nesterov: not ICT's
