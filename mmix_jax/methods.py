@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Sequence
 
+from mmix_jax.config_lib import ICT_RUN
+
 
 @dataclasses.dataclass(frozen=True)
 class Method:
@@ -40,7 +42,6 @@ def semi_supervised_title(weight_max: float, targets: str) -> str:
 def uses_ict_settings(config: Mapping[str, Any]) -> bool:
     """Whether a semi-supervised run (a config as a dict) trains with ICT's run settings
     (config_lib.ICT_RUN: no dropout, no Nesterov, weight decay 1e-4)."""
-    from mmix_jax.config_lib import ICT_RUN  # config_lib builds configs; this only reads them
     optimizer = config["optimizer"]
     return (config["model"].get("dropout_rate", 0.0) == ICT_RUN["dropout_rate"]
             and optimizer.get("nesterov") == ICT_RUN["nesterov"]
