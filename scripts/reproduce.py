@@ -78,7 +78,16 @@ def semi_supervised_fields(config: dict[str, Any]) -> dict[str, Any]:
 def variant(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """The method, with its consistency weight and BatchNorm order where the study varies
     them (a semi-supervised diagnosis), so that those runs are not averaged as seeds; runs on
-    ICT's settings that are not ICT are labelled so (methods.semi_supervised_label)."""
+    ICT's settings that are not ICT are labelled so (methods.semi_supervised_label). Two runs
+    of one seed that still share a label differ in something else: each gets its run's name."""
+    label = _described(row, rows)
+    if any(other is not row and other["seed"] == row["seed"]
+           and _described(other, rows) == label for other in rows):
+        label += f" [{row['run']}]"
+    return label
+
+
+def _described(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     label = row["method"]
     if row.get("semi_supervised") and row.get("ict_settings") and label != "ICT":
         return row["label"]

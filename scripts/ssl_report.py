@@ -39,21 +39,23 @@ def main() -> None:
     parser.add_argument("--read", type=pathlib.Path, required=True)
     parser.add_argument("--out", type=pathlib.Path, required=True)
     args = parser.parse_args()
+    runs = sorted(p.parent for p in args.read.glob("*/history.json"))
+    configs = [json.loads((run / "config.json").read_text()) for run in runs]
+    labels = [label_of(config) for config in configs]
     curves, ramp = [], None
-    for run in sorted(p.parent for p in args.read.glob("*/history.json")):
-        config = json.loads((run / "config.json").read_text())
+    for run, config, label in zip(runs, configs, labels):
+        if labels.count(label) > 1:  # seeds, or the same method with something else varied
+            label += f" [{run.name}]"
         history = json.loads((run / "history.json").read_text())
         entries = history["entries"] if isinstance(history, dict) else history
         epochs = [e["epoch"] for e in entries]
-        curves.append((label_of(config), epochs, [e["val_error_percent"] for e in entries]))
+        curves.append((label, epochs, [e["val_error_percent"] for e in entries]))
         ssl = config["semi_supervised"]
         if ramp is None and ssl["targets"] == "self" and ssl["unsupervised_weight_max"] > 0:
             t = np.linspace(0, config["num_epochs"], 200)
             ramp = (t, np.exp(-5 * (1 - np.minimum(t / ssl["rampup_epochs"], 1)) ** 2))
-        print(f"{label_of(config)}: " + " ".join(
-            f"{e:g}:{v:.1f}" for e, v in zip(epochs, curves[-1][2])))
+        print(f"{label}: " + " ".join(f"{e:g}:{v:.1f}" for e, v in zip(epochs, curves[-1][2])))
     figures.validation_curves(args.out, sorted(curves), ramp)
-
 
 if __name__ == "__main__":
     main()

@@ -141,6 +141,13 @@ def ssl_fashion_gate() -> list[Run]:
         Run("manifold_ict_settings_step_s0", f"configs/ssl_fashion_mnist.py:ict,epochs={epochs}",
             common + MANIFOLD_CONSISTENCY + (("semi_supervised.rampup_epochs", f"{0.4 * epochs:g}"),
                                              ("optimizer.schedule", "step"))),
+        # ICT's settings with both of the paper's terms (labelled: α = 0.1 at {0, 1, 2}): the
+        # step schedule collapsed too, so is it the weak input-mixup labelled term?
+        Run("manifold_ict_settings_paper_labelled_s0",
+            f"configs/ssl_fashion_mnist.py:ict,epochs={epochs}",
+            common + MANIFOLD_CONSISTENCY + (("semi_supervised.rampup_epochs", f"{0.4 * epochs:g}"),
+                                             ("semi_supervised.supervised_alpha", "0.1"),
+                                             ("semi_supervised.supervised_layers", "(0,1,2)"))),
     ]
 
 

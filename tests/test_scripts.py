@@ -156,3 +156,22 @@ def test_batch_norm_check_recomputes_statistics_and_normalises_by_each_batch():
     np.testing.assert_array_equal(predicted, by_hand)
     error, _ = batch_norm_check.error_and_nll(state, state.batch_stats, x, x.argmax(1))
     assert error == 0.0  # initial statistics (mean 0, variance 1) keep each row's argmax
+
+
+def test_study_rows_of_one_seed_are_never_averaged_as_seeds():
+    """reproduce.variant: two seeds of a method share a label (their mean is reported); two
+    runs of one seed that differ in something the label does not name get their run names."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import reproduce
+
+    def row(run, seed, **changes):
+        return dict(dict(run=run, seed=seed, method="SSL Manifold Mixup", semi_supervised=True,
+                         unsupervised_weight_max=1.0, batch_norm_passes="step",
+                         ict_settings=False, label="SSL Manifold Mixup"), **changes)
+
+    seeds = [row("manifold_s0", 0), row("manifold_s1", 1)]
+    assert {reproduce.variant(r, seeds) for r in seeds} == {"SSL Manifold Mixup"}
+    diagnosis = [row("a_s0", 0), row("b_s0", 0), row("w_s0", 0, unsupervised_weight_max=0.3)]
+    assert [reproduce.variant(r, diagnosis) for r in diagnosis] == [
+        "SSL Manifold Mixup, w_max 1 [a_s0]", "SSL Manifold Mixup, w_max 1 [b_s0]",
+        "SSL Manifold Mixup, w_max 0.3"]
