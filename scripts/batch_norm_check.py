@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from mmix_jax.configuration import run_spec  # noqa: E402
 from mmix_jax.data import load_dataset  # noqa: E402
+from mmix_jax.evaluate import classification_metrics  # noqa: E402
 from mmix_jax.input_space import InputSpace  # noqa: E402
 from mmix_jax.state import TrainState  # noqa: E402
 from mmix_jax.stored_runs import stored_checkpoints  # noqa: E402
@@ -74,9 +75,8 @@ def error_and_nll(state: TrainState, stats: Any, inputs: jax.Array, labels: np.n
                                               x, train=False))
     out = np.concatenate([np.asarray(logits(inputs[i:i + batch_size]))
                           for i in range(0, len(labels), batch_size)])
-    log_probs = jax.nn.log_softmax(jnp.asarray(out, jnp.float32))
-    nll = -float(np.mean(np.take_along_axis(np.asarray(log_probs), labels[:, None], 1)))
-    return 100.0 * float(np.mean(out.argmax(1) != labels)), nll
+    metrics = classification_metrics(out, labels)
+    return metrics["error_percent"], metrics["nll"]
 
 
 def main() -> None:
