@@ -116,43 +116,41 @@ def ssl_fashion_gate() -> list[Run]:
     error."""
     epochs, common = 12, (("seed", "0"), ("data.labels_per_class", "25"))
     manifold = f"configs/ssl_fashion_mnist.py:manifold,epochs={epochs}"
+    ict = f"configs/ssl_fashion_mnist.py:ict,epochs={epochs}"
+    # SSL Manifold Mixup's consistency term on ICT's settings and labelled term (the paper's
+    # unlabelled mixing: targets from the same network, α = 2 at {0, 1, 2}, w_max 1 ramped
+    # over 40 %)
+    on_ict = common + MANIFOLD_CONSISTENCY + (
+        ("semi_supervised.rampup_epochs", f"{0.4 * epochs:g}"),)
     return [
         Run("supervised_s0", f"configs/ssl_fashion_mnist.py:supervised,epochs={epochs}", common),
         Run("manifold_w1_s0", manifold, common),
         Run("manifold_w0.1_s0", manifold,
             common + (("semi_supervised.unsupervised_weight_max", "0.1"),)),
-        Run("ict_s0", f"configs/ssl_fashion_mnist.py:ict,epochs={epochs}", common),
+        Run("ict_s0", ict, common),
         Run("manifold_w0.3_s0", manifold,
             common + (("semi_supervised.unsupervised_weight_max", "0.3"),)),
         Run("manifold_w1_bnauthors_s0", manifold,
             common + (("semi_supervised.batch_norm_passes", "authors"),)),
         # ICT without its consistency term (and so without a teacher): what its run settings
         # and labelled term give alone (added after ICT led labelled-only on validation)
-        Run("ict_w0_s0", f"configs/ssl_fashion_mnist.py:ict,epochs={epochs}",
-            common + (("semi_supervised.unsupervised_weight_max", "0.0"),)),
-        # SSL Manifold Mixup's consistency term on top of that control: ICT's run settings and
-        # labelled term, the paper's unlabelled mixing (targets from the same network, α = 2
-        # at {0, 1, 2}, w_max 1 ramped over 40 %). Added after the control led every run.
-        Run("manifold_ict_settings_s0", f"configs/ssl_fashion_mnist.py:ict,epochs={epochs}",
-            common + MANIFOLD_CONSISTENCY
-            + (("semi_supervised.rampup_epochs", f"{0.4 * epochs:g}"),)),
+        Run("ict_w0_s0", ict, common + (("semi_supervised.unsupervised_weight_max", "0.0"),)),
+        # added after that control led every run
+        Run("manifold_ict_settings_s0", ict, on_ict),
         # the same with the step schedule (×0.1 at epochs 6, 9, 10): the run above collapsed
         # after its ramp-up while the cosine kept the learning rate high (docs/reproduction.md)
-        Run("manifold_ict_settings_step_s0", f"configs/ssl_fashion_mnist.py:ict,epochs={epochs}",
-            common + MANIFOLD_CONSISTENCY + (("semi_supervised.rampup_epochs", f"{0.4 * epochs:g}"),
-                                             ("optimizer.schedule", "step"))),
+        Run("manifold_ict_settings_step_s0", ict, on_ict + (("optimizer.schedule", "step"),)),
         # ICT's settings with both of the paper's terms (labelled: α = 0.1 at {0, 1, 2}): the
         # step schedule collapsed too, so is it the weak input-mixup labelled term?
-        Run("manifold_ict_settings_paper_labelled_s0",
-            f"configs/ssl_fashion_mnist.py:ict,epochs={epochs}",
-            common + MANIFOLD_CONSISTENCY + (("semi_supervised.rampup_epochs", f"{0.4 * epochs:g}"),
-                                             ("semi_supervised.supervised_alpha", "0.1"),
-                                             ("semi_supervised.supervised_layers", "(0,1,2)"))),
+        Run("manifold_ict_settings_paper_labelled_s0", ict,
+            on_ict + (("semi_supervised.supervised_alpha", "0.1"),
+                      ("semi_supervised.supervised_layers", "(0,1,2)"))),
     ]
 
 
 # The paper's semi-supervised consistency term (config_lib.semi_supervised_methods' "manifold")
-# as overrides of another method's config, less its ramp-up (a number of epochs per study).
+# as overrides of another method's config, less its ramp-up (a number of epochs per study);
+# the values of config_lib.semi_supervised_methods, copied so that planning imports no JAX.
 MANIFOLD_CONSISTENCY = (("semi_supervised.targets", "self"),
                         ("semi_supervised.unsupervised_alpha", "2.0"),
                         ("semi_supervised.unsupervised_layers", "(0,1,2)"),
