@@ -17,7 +17,7 @@ import ml_collections
 from mmix_jax import deformations, ood
 from mmix_jax.checkpoint import CheckpointSpec
 from mmix_jax.config_checks import invalid, mix_points, positive_int
-from mmix_jax.data import DataSpec
+from mmix_jax.data import POINT_SETS, DataSpec
 from mmix_jax.data_config import data_spec
 from mmix_jax.errors import ConfigError
 from mmix_jax.evaluate import FGSM_SPACES, EvalSettings
@@ -186,7 +186,7 @@ def eval_settings(config: ml_collections.ConfigDict) -> EvalSettings:
 
 def checked_for_data(settings: EvalSettings, data: DataSpec) -> EvalSettings:
     """Refuses deformations and out-of-distribution sets for data that are not images."""
-    if data.name == "spirals" and (settings.deformations or settings.rotation_angles
+    if data.name in POINT_SETS and (settings.deformations or settings.rotation_angles
                                    or settings.ood_sets):
         raise ConfigError("config.eval.deformations, rotation_angles and ood_sets need image "
                           f"data; config.data.name = {data.name!r} has 2-D points. Leave them "

@@ -1,7 +1,7 @@
 """Datasets by name from the config: held in host memory as ArrayDataset splits, or, on the
 streaming path (`streaming`, mmix_jax.data.streaming_splits), a training split read on demand.
 
-`config.data.name` is "spirals" (generated), a TFDS image dataset (see IMAGE_SOURCES; keys
+`config.data.name` is "spirals" or "moons" (generated 2-D points), a TFDS image dataset (see IMAGE_SOURCES; keys
 data_dir, manual_dir) or "npz" (a local file: keys path, test_per_class). Image data also takes
 image_shape, crop_padding, flip, normalization ("per_channel": the training images' statistics;
 "half": mean = std = 0.5, the authors' SVHN; "imagenet": the usual ImageNet constants),
@@ -17,6 +17,7 @@ give the on-device functions (augmentation and normalisation) inside the compile
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Optional, Union
 
 import jax
@@ -26,7 +27,7 @@ import numpy as np
 from mmix_jax.data.augment import augment, normalize
 from mmix_jax.data.zca import ZCA, fit_zca, whiten
 from mmix_jax.data.pipeline import ArrayDataset, SemiSupervisedBatches, TrainBatches, eval_batches
-from mmix_jax.data.synthetic import off_data_grid, two_spirals
+from mmix_jax.data.synthetic import off_data_grid, two_moons, two_spirals
 from mmix_jax.data.npz_source import read_npz
 from mmix_jax.data.streaming import StreamingBatches
 from mmix_jax.data.streaming_splits import (IMAGENET_MEAN, IMAGENET_STD, load_streaming,
@@ -39,7 +40,8 @@ from mmix_jax.coordination import process_zero_first
 from mmix_jax.errors import DataError
 
 NPZ = "npz"
-DATASET_NAMES: tuple[str, ...] = ("spirals", NPZ) + tuple(IMAGE_SOURCES)
+POINT_SETS = ("spirals", "moons")
+DATASET_NAMES: tuple[str, ...] = POINT_SETS + (NPZ,) + tuple(IMAGE_SOURCES)
 NORMALIZATIONS = ("per_channel", "half", "imagenet")
 
 Batch = dict[str, jax.Array]
@@ -49,7 +51,8 @@ Batch = dict[str, jax.Array]
 class DataSpec:
     """Which data and how it is split and augmented (the module docstring says what each does).
 
-    Spirals take num_train, num_test, noise and turns; image data the rest.
+    Generated points take num_train, num_test, noise (and turns, for spirals); image data the
+    rest.
     """
 
     name: str
@@ -157,13 +160,16 @@ def load_image_dataset(spec: DataSpec, num_classes: int, seed: int) -> Splits:
     return Splits(train, test, num_classes, mean, std, validation, unlabeled, zca)
 
 
-def load_spirals(spec: DataSpec, seed: int) -> Splits:
-    """Two generated spirals; with labels_per_class only that many points per class keep their
-    label, and with `unlabeled` every training point (labelled ones too) is the unlabelled
-    pool, as for image data."""
-    kwargs = dict(noise=spec.noise, turns=spec.turns)
-    train = two_spirals(spec.num_train, seed=seed, **kwargs)
-    test = two_spirals(spec.num_test, seed=seed + 1, **kwargs)
+def load_points(spec: DataSpec, seed: int) -> Splits:
+    """Generated spirals or moons; with labels_per_class only that many points per class keep
+    their label, and with `unlabeled` every training point (labelled ones too) is the
+    unlabelled pool, as for image data."""
+    if spec.name == "spirals":
+        generate = functools.partial(two_spirals, noise=spec.noise, turns=spec.turns)
+    else:
+        generate = functools.partial(two_moons, noise=spec.noise)
+    train = generate(spec.num_train, seed=seed)
+    test = generate(spec.num_test, seed=seed + 1)
     validation = unlabeled = None
     if spec.validation_per_class:
         validation, train = split_per_class(train, spec.validation_per_class, 2, seed,
@@ -180,8 +186,8 @@ def load_spirals(spec: DataSpec, seed: int) -> Splits:
 
 def load_dataset(spec: DataSpec, seed: int, num_classes: Optional[int] = None) -> Splits:
     """The train (validation) and test splits of the data `spec` names."""
-    if spec.name == "spirals":
-        return load_spirals(spec, seed)
+    if spec.name in POINT_SETS:
+        return load_points(spec, seed)
     if spec.name == NPZ and not num_classes:
         raise DataError("config.num_classes must be set for npz data.")
     if spec.name in IMAGE_SOURCES or spec.name == NPZ:
@@ -236,5 +242,5 @@ def train_preprocess(spec: DataSpec, splits: Splits) -> Optional[Callable[..., B
 
 __all__ = ["ArrayDataset", "DATASET_NAMES", "DataSpec", "IMAGE_SOURCES", "NORMALIZATIONS", "NPZ",
            "SemiSupervisedBatches", "Splits", "StreamingBatches", "TrainBatches", "ZCA",
-           "eval_batches", "eval_preprocess", "load_dataset", "off_data_grid",
-           "preprocess_constants", "train_preprocess", "two_spirals"]
+           "POINT_SETS", "eval_batches", "eval_preprocess", "load_dataset", "off_data_grid",
+           "preprocess_constants", "train_preprocess", "two_moons", "two_spirals"]

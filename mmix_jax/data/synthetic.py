@@ -1,4 +1,5 @@
-"""Generated 2-D data (no download): two interleaved spirals, as in the paper's Figure 1."""
+"""Generated 2-D data (no download): two interleaved spirals, as in the paper's Figure 1, and
+two moons, the semi-supervised toy of the ICT paper's Figure 1."""
 
 from __future__ import annotations
 
@@ -18,6 +19,22 @@ def two_spirals(num_points: int, *, noise: float, turns: float, seed: int) -> Ar
     labels = rng.integers(0, 2, num_points).astype(np.int32)
     angle = radius * 2 * np.pi * turns + labels * np.pi
     points = radius[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    points += noise * rng.standard_normal(points.shape)
+    return ArrayDataset(points.astype(np.float32), labels)
+
+
+def two_moons(num_points: int, *, noise: float, seed: int) -> ArrayDataset:
+    """Two interleaved half circles of radius 1, centred on the origin, with Gaussian noise.
+
+    Class 0 is (cos t − ½, sin t − ¼), class 1 (½ − cos t, ¼ − sin t), t ~ U[0, π]: the
+    usual two moons (scikit-learn's make_moons) shifted by (−½, −¼). Without noise the arcs
+    are ½ apart at their closest. Images float32 [N, 2], labels int32 [N].
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, num_points).astype(np.int32)
+    angle = rng.uniform(0.0, np.pi, num_points)
+    upper = np.stack([np.cos(angle) - 0.5, np.sin(angle) - 0.25], axis=1)
+    points = np.where(labels[:, None] == 0, upper, -upper)
     points += noise * rng.standard_normal(points.shape)
     return ArrayDataset(points.astype(np.float32), labels)
 
