@@ -463,20 +463,38 @@ def test_ict_preset_has_icts_readme_settings(name, alpha, epochs):
             manifold.optimizer.schedule) == (True, 5e-4, "step")
 
 
-def test_spirals_demonstration_trains_three_methods_on_eight_labels(tmp_path):
-    """configs/ssl_spirals.py at a tenth of its epochs: 4 labelled points per class, every
+def test_two_moons_lie_on_two_unit_half_circles_half_a_unit_apart():
+    """Without noise, class 0 lies on the upper half of the unit circle about (−½, −¼) and
+    class 1 on the lower half of the one about (½, ¼); the two arcs come within ½ of each
+    other (at their tips) and no closer. With noise, points move by about `noise`."""
+    from mmix_jax.data.synthetic import two_moons
+    clean = two_moons(4000, noise=0.0, seed=3)
+    x, y = clean.images.astype(np.float64), clean.labels
+    assert set(np.unique(y)) == {0, 1} and abs(np.mean(y) - 0.5) < 0.05
+    centres = np.where(y[:, None] == 0, [-0.5, -0.25], [0.5, 0.25])
+    np.testing.assert_allclose(np.linalg.norm(x - centres, axis=1), 1.0, atol=1e-6)
+    assert np.all(x[y == 0, 1] >= -0.25 - 1e-6) and np.all(x[y == 1, 1] <= 0.25 + 1e-6)
+    gaps = np.linalg.norm(x[y == 0][:, None] - x[y == 1][None], axis=-1)
+    assert 0.5 - 1e-6 <= gaps.min() < 0.52
+    noisy = two_moons(4000, noise=0.1, seed=3)
+    np.testing.assert_array_equal(noisy.labels, y)  # the same draw, then the noise
+    assert np.std(noisy.images - clean.images) == pytest.approx(0.1, rel=0.05)
+
+
+def test_moons_demonstration_trains_three_methods_on_six_labels(tmp_path):
+    """configs/ssl_moons.py at a fifteenth of its epochs: 3 labelled points per class, every
     other training point outside validation unlabelled; the three methods report the
-    validation-selected checkpoint, and the labelled-only baseline has learnt from 8 points."""
+    validation-selected checkpoint, and the labelled-only baseline has learnt from 6 points."""
     from mmix_jax import runs
-    config = importlib.import_module("ssl_spirals").get_config("epochs=10")
+    config = importlib.import_module("ssl_moons").get_config("epochs=10")
     splits = load_dataset(run_specs(config)[0][1].data, seed=0, num_classes=2)
-    np.testing.assert_array_equal(np.bincount(splits.train.labels), [4, 4])
+    np.testing.assert_array_equal(np.bincount(splits.train.labels), [3, 3])
     assert len(splits.unlabeled) == 2000 - 50 and len(splits.validation) == 50
     summary = runs.run(config, tmp_path / "demo")
     assert sorted(summary) == ["ict", "manifold", "supervised"]
     for method, metrics in summary.items():
-        assert metrics["steps"] == 10 * (1950 // 100) and metrics["train_examples"] == 8
-        assert metrics["val_selected_epoch"] in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10), method
+        assert metrics["steps"] == 10 * (1950 // 100) and metrics["train_examples"] == 6
+        assert metrics["val_selected_epoch"] in range(1, 11), method
     assert summary["supervised"]["val_selected_test_accuracy"] > 0.65  # chance is 0.5
     assert (tmp_path / "demo" / "decision_boundaries.png").stat().st_size > 20_000
 
