@@ -143,10 +143,16 @@ def ssl_fashion_gate() -> list[Run]:
         # ICT's settings with both of the paper's terms (labelled: α = 0.1 at {0, 1, 2}): the
         # step schedule collapsed too, so is it the weak input-mixup labelled term?
         Run("manifold_ict_settings_paper_labelled_s0", ict,
-            on_ict + (("semi_supervised.supervised_alpha", "0.1"),
-                      ("semi_supervised.supervised_layers", "(0,1,2)"))),
+            on_ict + PAPER_LABELLED),
+        # its own baseline: the same labelled term and settings without the consistency term
+        Run("supervised_ict_settings_paper_labelled_s0", ict,
+            common + PAPER_LABELLED + (("semi_supervised.unsupervised_weight_max", "0.0"),)),
     ]
 
+
+# The paper's labelled term (config_lib.semi_supervised_methods' "supervised"), as overrides.
+PAPER_LABELLED = (("semi_supervised.supervised_alpha", "0.1"),
+                  ("semi_supervised.supervised_layers", "(0,1,2)"))
 
 # The paper's semi-supervised consistency term (config_lib.semi_supervised_methods' "manifold")
 # as overrides of another method's config, less its ramp-up (a number of epochs per study);
