@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Per-epoch validation error of a semi-supervised study's runs, with the consistency weight's
-ramp-up, as a figure (issue 22's diagnosis: does the error rise as w grows?).
+ramp-up, as a figure (issue 22's diagnosis: does the error rise as w grows?), and as a
+markdown table on stdout (one column per evaluated epoch, blank where a run has not reached
+it, then each run's best and its epoch).
 
     python scripts/ssl_report.py --read ~/studies/ssl_gate \
         --out docs/figures/ssl_fashion_gate_curves.png
@@ -34,6 +36,23 @@ def label_of(config: dict) -> str:
     return label
 
 
+Curve = tuple[str, list[float], list[float]]  # label, epochs, validation error %
+
+
+def markdown_table(curves: list[Curve]) -> str:
+    """The curves as a markdown table: a row per run, a column per epoch any run reached."""
+    epochs = sorted({epoch for _, run_epochs, _ in curves for epoch in run_epochs})
+    lines = ["| run | " + " | ".join(f"{e:g}" for e in epochs) + " | best (epoch) |",
+             "|---" * (len(epochs) + 2) + "|"]
+    for label, run_epochs, errors in curves:
+        by_epoch = dict(zip(run_epochs, errors))
+        cells = [f"{by_epoch[e]:.1f}" if e in by_epoch else "" for e in epochs]
+        best = int(np.argmin(errors))
+        lines.append(f"| {label} | " + " | ".join(cells)
+                     + f" | {errors[best]:.1f} ({run_epochs[best]:g}) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--read", type=pathlib.Path, required=True)
@@ -56,6 +75,8 @@ def main() -> None:
             ramp = (t, np.exp(-5 * (1 - np.minimum(t / ssl["rampup_epochs"], 1)) ** 2))
         print(f"{label}: " + " ".join(f"{e:g}:{v:.1f}" for e, v in zip(epochs, curves[-1][2])))
     figures.validation_curves(args.out, sorted(curves), ramp)
+    print(markdown_table(sorted(curves)))
+
 
 if __name__ == "__main__":
     main()

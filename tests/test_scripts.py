@@ -175,3 +175,17 @@ def test_study_rows_of_one_seed_are_never_averaged_as_seeds():
     assert [reproduce.variant(r, diagnosis) for r in diagnosis] == [
         "SSL Manifold Mixup, w_max 1 [a_s0]", "SSL Manifold Mixup, w_max 1 [b_s0]",
         "SSL Manifold Mixup, w_max 0.3"]
+
+
+def test_ssl_report_table_leaves_unreached_epochs_blank_and_names_each_best():
+    """ssl_report.markdown_table: a column per epoch any run reached, a blank cell where a run
+    has not reached it, and each run's lowest error with its epoch."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import ssl_report
+
+    table = ssl_report.markdown_table([("done", [3, 6, 9], [17.6, 14.5, 15.0]),
+                                       ("running", [3, 6], [16.2, 16.3])])
+    assert table.splitlines() == ["| run | 3 | 6 | 9 | best (epoch) |",
+                                  "|---|---|---|---|---|",
+                                  "| done | 17.6 | 14.5 | 15.0 | 14.5 (6) |",
+                                  "| running | 16.2 | 16.3 |  | 16.2 (3) |"]
