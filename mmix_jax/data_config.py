@@ -24,6 +24,12 @@ def data_spec(data: ml_collections.ConfigDict, num_classes: int) -> DataSpec:
     normalization = data.get("normalization", "per_channel")
     if normalization not in NORMALIZATIONS:
         raise invalid("data.normalization", normalization, f"choose one of {NORMALIZATIONS}")
+    turns = data.get("turns", 0.0)
+    if data.name == "spirals" and not turns > 0:
+        raise invalid("data.turns", turns, "spirals need turns > 0 (the default job has 1.5)")
+    if data.name != "spirals" and turns:
+        raise invalid("data.turns", turns, f"only spirals have turns; remove it for "
+                      f"{data.name!r}")
     shape = data.get("image_shape")
     return DataSpec(
         name=data.name, data_dir=data.get("data_dir", ""), manual_dir=data.get("manual_dir", ""),
@@ -38,7 +44,7 @@ def data_spec(data: ml_collections.ConfigDict, num_classes: int) -> DataSpec:
         flip=bool(data.get("flip", False)), normalization=normalization,
         zca=bool(data.get("zca", False)),
         num_train=data.get("num_train", 0), num_test=data.get("num_test", 0),
-        noise=data.get("noise", 0.0), turns=data.get("turns", 0.0),
+        noise=data.get("noise", 0.0), turns=turns,
         prepare_timeout_s=positive_seconds(data.get("prepare_timeout_s", 3600.0),
                                            "data.prepare_timeout_s"),
         **streaming_options(data))

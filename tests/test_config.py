@@ -44,6 +44,8 @@ def test_default_config_is_valid():
     ("batch_size", -5, "config.batch_size = -5 is invalid: must be a positive integer"),
     ("data.name", "imagenet", "config.data.name = 'imagenet' is invalid: choose one of ("),
     ("model.dtype", "float16", "config.model.dtype = 'float16' is invalid"),
+    ("data.turns", 0.0, "config.data.turns = 0.0 is invalid: spirals need turns > 0"),
+    ("data.name", "moons", "config.data.turns = 1.5 is invalid: only spirals have turns"),
     ("cross_device_batch_norm", True,
      "config.cross_device_batch_norm = True is invalid: model 'mlp' has no BatchNorm"),
 ])

@@ -1,17 +1,17 @@
 """Datasets by name from the config: held in host memory as ArrayDataset splits, or, on the
 streaming path (`streaming`, mmix_jax.data.streaming_splits), a training split read on demand.
 
-`config.data.name` is "spirals" or "moons" (generated 2-D points), a TFDS image dataset (see IMAGE_SOURCES; keys
-data_dir, manual_dir) or "npz" (a local file: keys path, test_per_class). Image data also takes
-image_shape, crop_padding, flip, normalization ("per_channel": the training images' statistics;
-"half": mean = std = 0.5, the authors' SVHN; "imagenet": the usual ImageNet constants),
-validation_per_class (a validation split held out of training) and labels_per_class (at most
-that many training images per class, as the authors' loader). With `unlabeled`
-(semi-supervised runs) every training image outside the validation split is also kept, without
-labels, as the unlabelled pool (the labelled ones included, as the authors' code has it), and
-labels_per_class must be available in every class.
-Image splits stay uint8 on the host; `train_preprocess` / `eval_preprocess`
-give the on-device functions (augmentation and normalisation) inside the compiled steps.
+`config.data.name` is "spirals" or "moons" (generated 2-D points), a TFDS image dataset (see
+IMAGE_SOURCES; keys data_dir, manual_dir) or "npz" (a local file: keys path, test_per_class).
+Image data also takes image_shape, crop_padding, flip, normalization ("per_channel": the
+training images' statistics; "half": mean = std = 0.5, the authors' SVHN; "imagenet": the usual
+ImageNet constants), validation_per_class (a validation split held out of training) and
+labels_per_class (at most that many training images per class, as the authors' loader). With
+`unlabeled` (semi-supervised runs) every training image outside the validation split is also
+kept, without labels, as the unlabelled pool (the labelled ones included, as the authors' code
+has it), and labels_per_class must be available in every class. Image splits stay uint8 on the
+host; `train_preprocess` / `eval_preprocess` give the on-device functions (augmentation and
+normalisation) inside the compiled steps.
 """
 
 from __future__ import annotations
