@@ -134,7 +134,7 @@ def ssl_fashion_gate() -> list[Run]:
             common + (("semi_supervised.batch_norm_passes", "authors"),)),
         # ICT without its consistency term (and so without a teacher): what its run settings
         # and labelled term give alone (added after ICT led labelled-only on validation)
-        Run("ict_w0_s0", ict, common + (("semi_supervised.unsupervised_weight_max", "0.0"),)),
+        Run("ict_w0_s0", ict, common + WITHOUT_CONSISTENCY),
         # added after that control led every run
         Run("manifold_ict_settings_s0", ict, on_ict),
         # the same with the step schedule (×0.1 at epochs 6, 9, 10): the run above collapsed
@@ -146,9 +146,12 @@ def ssl_fashion_gate() -> list[Run]:
             on_ict + PAPER_LABELLED),
         # its own baseline: the same labelled term and settings without the consistency term
         Run("supervised_ict_settings_paper_labelled_s0", ict,
-            common + PAPER_LABELLED + (("semi_supervised.unsupervised_weight_max", "0.0"),)),
+            common + PAPER_LABELLED + WITHOUT_CONSISTENCY),
     ]
 
+
+# A method's labelled term and run settings alone: w_max 0 (no unlabelled passes, no teacher).
+WITHOUT_CONSISTENCY = (("semi_supervised.unsupervised_weight_max", "0.0"),)
 
 # The paper's labelled term (config_lib.semi_supervised_methods' "supervised"), as overrides.
 PAPER_LABELLED = (("semi_supervised.supervised_alpha", "0.1"),
@@ -178,7 +181,7 @@ def ssl_fashion_100() -> list[Run]:
                  Run(f"ict_s{seed}", "configs/ssl_fashion_mnist.py:ict", common),
                  # the gate's strongest run: ICT's settings without its consistency term
                  Run(f"ict_w0_s{seed}", "configs/ssl_fashion_mnist.py:ict",
-                     common + (("semi_supervised.unsupervised_weight_max", "0.0"),))]
+                     common + WITHOUT_CONSISTENCY)]
     return runs
 
 
