@@ -189,3 +189,30 @@ def test_ssl_report_table_leaves_unreached_epochs_blank_and_names_each_best():
                                   "|---|---|---|---|---|",
                                   "| done | 17.6 | 14.5 | 15.0 | 14.5 (6) |",
                                   "| running | 16.2 | 16.3 |  | 16.2 (3) |"]
+
+
+def test_ict_probe_consistency_is_zero_for_affine_logits_and_not_for_curved_ones():
+    """ict_moons_probe.consistency_at_scales: an affine logit map commutes with mixing, so ICT's
+    consistency (softmax of mixed logits as target) is 0 for it at every α and scale; a map
+    with a squared feature does not commute and scores above 0. The ICT-figure placement puts
+    class 0's labels left of −0.1 and class 1's right of 0.4."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import ict_moons_probe
+    from mmix_jax.data.synthetic import two_moons
+
+    points = two_moons(400, noise=0.1, seed=0)
+    weights = jnp.asarray([[1.5, -2.0], [0.5, 3.0]])
+    affine = ict_moons_probe.consistency_at_scales(lambda x: x @ weights + 0.3,
+                                                   points.images, seed=0)
+    curved = ict_moons_probe.consistency_at_scales(
+        lambda x: jnp.stack([x[:, 0] ** 2, x[:, 1]], axis=1) @ weights, points.images, seed=0)
+    assert len(affine) == len(ict_moons_probe.ALPHAS) * len(ict_moons_probe.SCALES)
+    assert max(affine.values()) < 1e-9
+    assert min(curved.values()) > 1e-4
+
+    images, labels = ict_moons_probe.figure_labels(points.images, points.labels, 3, seed=0)
+    np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1, 1])
+    assert (images[:3, 0] < -0.1).all() and (images[3:, 0] > 0.4).all()
