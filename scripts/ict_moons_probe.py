@@ -27,9 +27,11 @@ import json
 import pathlib
 import sys
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -48,11 +50,14 @@ SCALES = (2.0, 5.0, 10.0)
 ALPHAS = (1.0, 0.1)
 PAIRS = 20_000
 
+Predict = Callable[[np.ndarray], jax.Array]  # points [N, 2] -> logits [N, 2]
 
-def train(config, labelled: tuple[np.ndarray, np.ndarray], pool: np.ndarray, *,
-          weight_max: float, seed: int):
+
+def train(config: ml_collections.ConfigDict, labelled: tuple[np.ndarray, np.ndarray],
+          pool: np.ndarray, *, weight_max: float, seed: int) -> Predict:
     """The demo's ICT run on `labelled` (every point in every update) and unlabelled batches
-    from `pool`, with w_max = `weight_max`; returns the network ICT evaluates and `predict`."""
+    from `pool`, with w_max = `weight_max`. Returns the logits of the network the library
+    evaluates: the mean teacher when the run has one, else the network itself."""
     model = build_model(config)
     steps_per_epoch = len(pool) // config.semi_supervised.unlabeled_batch_size
     run = semi_supervised_run(config, model)
@@ -75,7 +80,7 @@ def train(config, labelled: tuple[np.ndarray, np.ndarray], pool: np.ndarray, *,
     return jax.jit(lambda x: model.apply({"params": params}, x, train=False))
 
 
-def consistency_at_scales(predict, points: np.ndarray, seed: int) -> dict[str, float]:
+def consistency_at_scales(predict: Predict, points: np.ndarray, seed: int) -> dict[str, float]:
     """ICT's consistency loss (softmax MSE against the softmax of mixed logits, the network
     as its own teacher) over random pairs of `points`, per α and matched logit scale."""
     rng = np.random.default_rng(seed)
