@@ -167,6 +167,7 @@ def semi_supervised_section(method: Mapping[str, Any], epochs: int) -> ml_collec
     entries.setdefault("ema_decay", 0.999)
     entries.setdefault("unlabeled_batch_size", 100)
     entries.setdefault("batch_norm_passes", "step")  # "authors": their five passes
+    entries.setdefault("target_gradient", "stop")  # "through": differentiate "self" targets
     return ml_collections.ConfigDict(dict(entries, rampup_epochs=fraction * epochs))
 
 

@@ -12,7 +12,9 @@ output is pulled towards λ′·ŷ + (1 − λ′)·ŷ[perm]:
 
 - targets "self" (the Manifold Mixup paper): ŷ = logits of the same network in train mode
   (dropout on, BatchNorm batch statistics); L_unsup = mean over batch × classes of the squared
-  difference of logits.
+  difference of logits. The targets are constants (the paper's); with `target_gradient =
+  "through"` the loss is also differentiated through them, so the update descends a fixed
+  objective (the stopped-gradient update can diverge without BatchNorm, docs §4).
 - targets "mean_teacher" (ICT): ŷ = logits of the mean teacher (an exponential moving average
   of the weights, kept in `state.teacher`) in train mode; the mixed logits are passed through a
   softmax and L_unsup = mean squared difference of the student's and the target's softmax
@@ -136,17 +138,23 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
     batch_stats, teacher = state.batch_stats, state.teacher
 
     authors_order = config.batch_norm_passes == "authors"
-    targets_first = config.uses_unlabeled and not (authors_order and config.targets == "self")
+    through = config.uses_unlabeled and config.target_gradient == "through"
+    targets_first = config.uses_unlabeled and not through and not (
+        authors_order and config.targets == "self")
     if config.uses_unlabeled:
         target_rngs = {"dropout": drawn.dropout["targets"]}
         unsup_rngs = {"dropout": drawn.dropout["unsupervised"]}
 
     def own_targets(variables: dict, stats: Any) -> tuple[jax.Array, Any]:
-        """The network's own (train-mode) logits on the clean unlabelled batch, mixed, no
-        gradient; and the BatchNorm statistics after that pass (`stats` without BatchNorm)."""
-        raw, updates = state.apply_fn(jax.lax.stop_gradient(variables), unlabeled_images,
-                                      train=True, mutable=["batch_stats"], rngs=target_rngs)
-        return mix(jax.lax.stop_gradient(raw).astype(jnp.float32), unsup_draw.perm,
+        """The network's own (train-mode) logits on the clean unlabelled batch, mixed, without
+        gradient unless `through`; and the BatchNorm statistics after that pass (`stats`
+        without BatchNorm)."""
+        if not through:
+            variables = jax.lax.stop_gradient(variables)
+        raw, updates = state.apply_fn(variables, unlabeled_images, train=True,
+                                      mutable=["batch_stats"], rngs=target_rngs)
+        raw = raw if through else jax.lax.stop_gradient(raw)
+        return mix(raw.astype(jnp.float32), unsup_draw.perm,
                    unsup_draw.lam), updates.get("batch_stats", stats)
 
     if targets_first:
@@ -162,14 +170,16 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
             mixed_targets, batch_stats = own_targets(state.variables(), batch_stats)
 
     def loss_fn(params):
+        stats, targets = batch_stats, mixed_targets if targets_first else None
+        if through and not authors_order:  # the step's order: the targets' pass first
+            targets, stats = own_targets(state.variables(params), stats)
         sup_loss, (logits, stats) = mixup_loss(
-            params, state.replace(batch_stats=batch_stats), images, labels, sup_draw,
+            params, state.replace(batch_stats=stats), images, labels, sup_draw,
             config=sup_spec, rngs=sup_rngs)
         if not config.uses_unlabeled:
             return sup_loss, (sup_loss, jnp.zeros((), jnp.float32), logits, stats)
         variables = {"params": params, **({"batch_stats": stats} if stats else {})}
-        targets = mixed_targets if targets_first else None
-        if not targets_first:  # the authors' order: the targets after the labelled pass
+        if targets is None:  # the authors' order: the targets after the labelled pass
             targets, stats = own_targets(variables, stats)
             variables = {"params": params, **({"batch_stats": stats} if stats else {})}
         unsup_logits, updates = state.apply_fn(

@@ -14,6 +14,7 @@ from mmix_jax.mixup import MixSpec
 
 TARGET_KINDS = ("self", "mean_teacher")
 BATCH_NORM_PASSES = ("step", "authors")
+TARGET_GRADIENTS = ("stop", "through")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,9 @@ class SemiSupervisedSpec:
       mixing: "auto", "select" or "branch", for both terms (`MixSpec.mixing`).
       batch_norm_passes: "step" or "authors": which train-mode passes update the BatchNorm
         running statistics, in which order (the module docstring).
+      target_gradient: "stop" (the paper's: the targets are constants) or "through" (targets
+        "self" only: the loss is differentiated through the targets too, so the update descends
+        a fixed objective; the stopped-gradient update can diverge without BatchNorm).
     """
 
     num_classes: int
@@ -44,6 +48,7 @@ class SemiSupervisedSpec:
     ema_decay: float = 0.999
     mixing: str = "auto"
     batch_norm_passes: str = "step"
+    target_gradient: str = "stop"
 
     def __post_init__(self):
         for name in ("supervised_layers", "unsupervised_layers"):
@@ -54,6 +59,12 @@ class SemiSupervisedSpec:
         if self.batch_norm_passes not in BATCH_NORM_PASSES:
             raise ValueError(f"SemiSupervisedSpec.batch_norm_passes = {self.batch_norm_passes!r}: "
                              f"choose one of {BATCH_NORM_PASSES}.")
+        if self.target_gradient not in TARGET_GRADIENTS:
+            raise ValueError(f"SemiSupervisedSpec.target_gradient = {self.target_gradient!r}: "
+                             f"choose one of {TARGET_GRADIENTS}.")
+        if self.target_gradient == "through" and self.targets != "self":
+            raise ValueError("SemiSupervisedSpec.target_gradient = 'through' needs targets "
+                             "'self' (a mean teacher is not trained by the gradient).")
         if self.rampup_steps < 0:
             raise ValueError(
                 f"SemiSupervisedSpec.rampup_steps = {self.rampup_steps}: must be >= 0.")
@@ -100,7 +111,7 @@ def teacher_decay(new_step: jax.Array, ema_decay: float) -> jax.Array:
 
 def consistency_loss(logits: jax.Array, targets: jax.Array, kind: str) -> jax.Array:
     """Mean over batch × classes of the squared difference: of logits ("self"), of softmaxes
-    ("mean_teacher"). `targets` are already mixed and carry no gradient."""
+    ("mean_teacher"). `targets` are already mixed; any gradient they carry is kept."""
     chex.assert_equal_shape((logits, targets))
     logits, targets = logits.astype(jnp.float32), targets.astype(jnp.float32)
     if kind == "mean_teacher":
@@ -108,5 +119,5 @@ def consistency_loss(logits: jax.Array, targets: jax.Array, kind: str) -> jax.Ar
     return jnp.mean(jnp.square(logits - targets))
 
 
-__all__ = ["BATCH_NORM_PASSES", "SemiSupervisedSpec", "TARGET_KINDS", "consistency_loss",
-           "teacher_decay", "unsupervised_weight"]
+__all__ = ["BATCH_NORM_PASSES", "SemiSupervisedSpec", "TARGET_GRADIENTS", "TARGET_KINDS",
+           "consistency_loss", "teacher_decay", "unsupervised_weight"]

@@ -208,11 +208,12 @@ def wrapped_equals_native():
           max_difference(native_state.params, wrapped_state.params))
 
 
-def ssl_by_hand(targets="self", sharded=True):
+def ssl_by_hand(targets="self", sharded=True, target_gradient="stop"):
     """ssl_mixup_step on all devices (MLP: no BatchNorm, no dropout, so every pass is a plain
     function) equals a by-hand computation per shard: its own permutations (keys folded with
     the shard index), targets from the step's starting weights (the same network, or the
-    teacher, which starts as a copy) held constant, the mean of the shard gradients, and for
+    teacher, which starts as a copy) held constant (or, `target_gradient` "through",
+    differentiated as a function of the weights), the mean of the shard gradients, and for
     the mean teacher its EMA update. Works with any device count; `sharded=False` checks the
     plain step (no shard_map, one batch)."""
     import functools
@@ -231,7 +232,8 @@ def ssl_by_hand(targets="self", sharded=True):
     state = create_train_state(model, paper_sgd(step_schedule(0.1, [], 0.1)), jax.random.key(0),
                                labeled["image"])
     spec = SemiSupervisedSpec(num_classes=classes, rampup_steps=10, targets=targets,
-                              unsupervised_layers=(0, 1), unsupervised_weight_max=30.0)
+                              unsupervised_layers=(0, 1), unsupervised_weight_max=30.0,
+                              target_gradient=target_gradient)
     if spec.uses_teacher:
         state = with_teacher(state)
     state = state.replace(step=jnp.asarray(4, jnp.int32))  # w = 30·exp(−5·0.36)
@@ -249,8 +251,11 @@ def ssl_by_hand(targets="self", sharded=True):
     def by_hand(params, x, y, u, shard):
         sup, unsup, _ = draws(rng, spec, local_l, local_u,
                               shard_index=shard if sharded else None)
-        target_logits = model.apply({"params": params}, u, train=True)  # held constant below
-        mixed_target = unsup.lam * target_logits + (1 - unsup.lam) * target_logits[unsup.perm]
+        def mixed_target_of(weights):
+            target_logits = model.apply({"params": weights}, u, train=True)
+            return unsup.lam * target_logits + (1 - unsup.lam) * target_logits[unsup.perm]
+
+        held = mixed_target_of(params)  # held constant below unless "through"
 
         def loss_fn(params):
             logits = model.apply({"params": params}, x, train=True, mix_layer=sup.layer,
@@ -260,7 +265,7 @@ def ssl_by_hand(targets="self", sharded=True):
                          + (1 - sup.lam) * jnp.mean(jnp.sum(y[sup.perm] * log_p, -1)))
             out = model.apply({"params": params}, u, train=True, mix_layer=unsup.layer,
                               perm=unsup.perm, lam=unsup.lam)
-            target = mixed_target
+            target = mixed_target_of(params) if target_gradient == "through" else held
             if targets == "mean_teacher":
                 out, target = jax.nn.softmax(out), jax.nn.softmax(target)
             unsup_loss = jnp.mean((out - target) ** 2)

@@ -141,6 +141,13 @@ def test_step_equals_by_hand_gradients_with_constant_targets():
     sharded_checks.ssl_by_hand("self", sharded=False)
 
 
+def test_step_with_target_gradient_through_equals_by_hand_gradients_of_the_full_objective():
+    """target_gradient "through": the same update by hand, now with the targets a function of
+    the weights, so the gradient also flows through the targets' pass. (The by-hand update
+    with constant targets differs from it, so this comparison can fail.)"""
+    sharded_checks.ssl_by_hand("self", sharded=False, target_gradient="through")
+
+
 def test_mean_teacher_is_the_ema_of_the_weights_with_ict_warm_up():
     assert float(teacher_decay(1, 0.999)) == 0.5
     np.testing.assert_allclose(teacher_decay(2, 0.999), 2 / 3, rtol=1e-6)
@@ -174,6 +181,8 @@ def test_spec_refuses_impossible_settings():
         SemiSupervisedSpec(num_classes=10, rampup_steps=0, targets="teacher")
     with pytest.raises(ValueError, match="unlabelled term needs mix points"):
         SemiSupervisedSpec(num_classes=10, rampup_steps=0, unsupervised_layers=())
+    with pytest.raises(ValueError, match="target_gradient = 'sideways'"):
+        SemiSupervisedSpec(num_classes=10, rampup_steps=0, target_gradient="sideways")
     assert hash(SemiSupervisedSpec(num_classes=10, rampup_steps=5)) == hash(
         SemiSupervisedSpec(num_classes=10, rampup_steps=5))
 
@@ -281,6 +290,7 @@ def test_semi_supervised_configs_are_valid_with_the_stated_protocol(name):
     ("semi_supervised.unsupervised_layers", (0, 9), "config.semi_supervised.unsupervised_layers"),
     ("semi_supervised.rampup_epochs", 1000.0, "must be at most num_epochs"),
     ("semi_supervised.ema_decay", 1.0, "config.semi_supervised.ema_decay = 1.0"),
+    ("semi_supervised.target_gradient", "through", "target_gradient = 'through' needs targets"),
 ])
 def test_config_errors_name_the_key(key, value, message):
     config = importlib.import_module("ssl_fashion_mnist").get_config("ict")
