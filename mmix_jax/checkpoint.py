@@ -41,6 +41,9 @@ IDENTITY_KEYS = ("seed", "data", "num_classes", "model", "batch_size", "loss", "
 # How the data are read, not which batches they give: free to change on resume.
 READING_KEYS = ("data.streaming", "data.loader_threads", "data.prefetch_batches",
                 "data.prepare_timeout_s")
+# Identity keys added after checkpoints were written, with the value their absence meant: a
+# stored config without one reads as this default, so older runs still resume.
+ADDED_KEY_DEFAULTS = {"semi_supervised.target_gradient": "stop"}
 # An OSError while reading a checkpoint is retried this many times (1, 2, 4 s apart).
 IO_ATTEMPTS = 4
 
@@ -97,6 +100,10 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
                 if k.split(".")[0] in IDENTITY_KEYS and k not in READING_KEYS}
 
     old, new = identity(stored), identity(current)
+    for key, default in ADDED_KEY_DEFAULTS.items():
+        section = key.rsplit(".", 1)[0] + "."
+        if key not in old and any(k.startswith(section) for k in old):
+            old[key] = default
     return [f"{key}: {old.get(key, '<absent>')!r} → {new.get(key, '<absent>')!r}"
             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 

@@ -530,3 +530,20 @@ def test_runs_on_icts_settings_are_labelled_apart_from_the_methods_they_resemble
     assert label("ict", "step", targets="self") == (
         "SSL Manifold Mixup (ICT's settings, step schedule)")
     assert label("manifold", "cosine") == "SSL Manifold Mixup"  # dropout, Nesterov: not ICT's
+
+
+def test_runs_checkpointed_before_target_gradient_existed_still_resume():
+    """A stored config without semi_supervised.target_gradient (written before the key existed)
+    meant the stopped gradient: it matches "stop" and differs from "through"; a supervised
+    config gains no semi-supervised key."""
+    from mmix_jax.checkpoint import config_differences
+
+    stored = {"seed": 0, "semi_supervised": {"targets": "self", "unsupervised_weight_max": 1.0}}
+    current = {"seed": 0, "semi_supervised": dict(stored["semi_supervised"],
+                                                  target_gradient="stop")}
+    assert config_differences(stored, current) == []
+    current["semi_supervised"]["target_gradient"] = "through"
+    assert config_differences(stored, current) == [
+        "semi_supervised.target_gradient: 'stop' → 'through'"]
+    assert config_differences({"seed": 0, "mix": {"alpha": 2.0}},
+                              {"seed": 0, "mix": {"alpha": 2.0}}) == []
