@@ -7,8 +7,8 @@ Each update sees a labelled batch and an unlabelled batch:
 
 L_sup is Manifold Mixup on the labelled batch with cross-entropy against the mixed one-hot
 targets, λ·CE(y_a) + (1 − λ)·CE(y_b). L_unsup is a mixing-consistency loss on the unlabelled
-batch u: targets ŷ for u carry no gradient (`target_gradient`); a fresh k′, λ′ and permutation mix u at k′ and the
-output is pulled towards λ′·ŷ + (1 − λ′)·ŷ[perm]:
+batch u: targets ŷ for u carry no gradient (unless `target_gradient`, below); a fresh k′, λ′
+and permutation mix u at k′ and the output is pulled towards λ′·ŷ + (1 − λ′)·ŷ[perm]:
 
 - targets "self" (the Manifold Mixup paper): ŷ = logits of the same network in train mode
   (dropout on, BatchNorm batch statistics); L_unsup = mean over batch × classes of the squared
