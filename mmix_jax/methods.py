@@ -51,12 +51,15 @@ def uses_ict_settings(config: Mapping[str, Any]) -> bool:
 def semi_supervised_label(config: Mapping[str, Any]) -> str:
     """The method's title, marked "(ICT's settings)" for a run other than ICT that uses ICT's
     run settings and labelled term: the controls that separate ICT's recipe from its
-    consistency term ("(ICT's settings, step schedule)" without its cosine ramp-down)."""
+    consistency term ("(ICT's settings, step schedule)" without its cosine ramp-down); and
+    ", targets differentiated" with semi_supervised.target_gradient "through"."""
     ssl = config["semi_supervised"]
     title = semi_supervised_title(ssl["unsupervised_weight_max"], ssl["targets"])
     if title != "ICT" and uses_ict_settings(config):
         cosine = config["optimizer"].get("schedule") == "cosine"
         title += " (ICT's settings)" if cosine else " (ICT's settings, step schedule)"
+    if ssl["unsupervised_weight_max"] > 0 and ssl.get("target_gradient") == "through":
+        title += ", targets differentiated"
     return title
 
 

@@ -530,6 +530,9 @@ def test_runs_on_icts_settings_are_labelled_apart_from_the_methods_they_resemble
     assert label("ict", "step", targets="self") == (
         "SSL Manifold Mixup (ICT's settings, step schedule)")
     assert label("manifold", "cosine") == "SSL Manifold Mixup"  # dropout, Nesterov: not ICT's
+    assert label("manifold", target_gradient="through") == (
+        "SSL Manifold Mixup, targets differentiated")
+    assert label("supervised", target_gradient="through") == "Labelled only"  # no targets
 
 
 def test_runs_checkpointed_before_target_gradient_existed_still_resume():
