@@ -59,8 +59,8 @@ def train(config: ml_collections.ConfigDict, labelled: tuple[np.ndarray, np.ndar
     from `pool`, with w_max = `weight_max`. Returns the logits of the network the library
     evaluates: the mean teacher when the run has one, else the network itself."""
     model = build_model(config)
-    steps_per_epoch = len(pool) // config.semi_supervised.unlabeled_batch_size
     run = semi_supervised_run(config, model)
+    steps_per_epoch = len(pool) // run.unlabeled_batch_size
     spec = run.step_spec(steps_per_epoch)
     spec = dataclasses.replace(spec, unsupervised_weight_max=weight_max)
     tx, _ = make_optimizer(optimizer_spec(config.optimizer, config.num_epochs), steps_per_epoch)
