@@ -24,7 +24,8 @@ def save(fig: Figure, path: epath.PathLike, dpi: int) -> None:
 def decision_boundaries(path: epath.PathLike, grid_axis: np.ndarray,
                         panels: Sequence[tuple[str, np.ndarray]], points: np.ndarray,
                         labels: np.ndarray,
-                        labeled: Optional[tuple[np.ndarray, np.ndarray]] = None) -> None:
+                        labeled: Optional[tuple[np.ndarray, np.ndarray]] = None,
+                        reference: Optional[tuple[np.ndarray, str]] = None) -> None:
     """One panel per method: P(class 1) over a square grid, its 0.5 contour, and the data.
 
     Args:
@@ -32,6 +33,8 @@ def decision_boundaries(path: epath.PathLike, grid_axis: np.ndarray,
         in row-major (y, x) order, as `np.meshgrid(grid_axis, grid_axis)` flattens them.
       labeled: (points, labels) drawn large on top (the labelled points of a semi-supervised
         run; `points` are then drawn faint).
+      reference: (values [G·G], caption): a reference boundary, the 0 contour of `values`,
+        dashed in every panel and explained by the caption under the panels.
     """
     fig = Figure(figsize=(4.2 * len(panels), 4.8))
     axes = fig.subplots(1, len(panels), squeeze=False)
@@ -40,6 +43,9 @@ def decision_boundaries(path: epath.PathLike, grid_axis: np.ndarray,
         axis.contourf(grid_axis, grid_axis, field, levels=np.linspace(0, 1, 21), cmap="RdBu_r",
                       vmin=0, vmax=1)
         axis.contour(grid_axis, grid_axis, field, levels=[0.5], colors="k", linewidths=1)
+        if reference is not None:
+            axis.contour(grid_axis, grid_axis, reference[0].reshape(field.shape), levels=[0.0],
+                         colors="k", linewidths=1, linestyles="dashed")
         axis.scatter(points[:, 0], points[:, 1], c=labels, cmap="RdBu_r", s=3, edgecolors="none",
                      vmin=-0.5, vmax=1.5, alpha=0.35 if labeled is not None else 1.0)
         if labeled is not None:
@@ -49,6 +55,8 @@ def decision_boundaries(path: epath.PathLike, grid_axis: np.ndarray,
         axis.set_aspect("equal")
         axis.set_xticks([])
         axis.set_yticks([])
+    if reference is not None:
+        fig.supxlabel(reference[1])
     fig.tight_layout()
     save(fig, path, dpi=110)
 

@@ -4,7 +4,8 @@
 workdir/<variant>, evaluates it and writes summary.json; a workdir holding a finished run is
 refused, never overwritten. Rerunning a command that was stopped reuses the variants that had
 finished and resumes the others from their checkpoints. For 2-D data it also writes the
-decision-boundary figure.
+decision-boundary figure; with unlabelled points it measures how many lie near each
+boundary (`mmix_jax.separation`), and on the moons it draws the Bayes boundary as the reference.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from absl import logging
 
 from mmix_jax import figures
 from mmix_jax.configuration import RunSpec, run_specs
-from mmix_jax.data import Splits, load_dataset, off_data_grid
+from mmix_jax.data import (DataSpec, Splits, load_dataset, off_data_grid,
+                           two_moons_log_odds)
 from mmix_jax.errors import WorkdirError
 from mmix_jax.evaluate import mean_confidence, predict_probabilities
 from mmix_jax.robustness import check_sources
+from mmix_jax.separation import NEAR_BOUNDARY_RADIUS, share_near_boundary
 from mmix_jax.summaries import (SUMMARY_FILE, summary_scalars, workdir_path,
                                 write_json_atomically)
 from mmix_jax.stored_runs import evaluate_checkpoint, restore_newest, restore_val_selected
@@ -48,16 +51,31 @@ def finished_summary(run_dir: epath.Path) -> Optional[dict[str, Any]]:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _grid(grid_axis: np.ndarray) -> np.ndarray:
+    """The plotting grid's points [G·G, 2], row-major (y, x)."""
+    return np.stack(np.meshgrid(grid_axis, grid_axis), axis=-1).reshape(-1, 2)
+
+
 def _two_d_report(result: RunResult, splits: Splits, grid_axis: np.ndarray,
                   batch_size: int) -> np.ndarray:
-    """Adds the off-data confidence to the summary; returns P(class 1) on the plotting grid."""
+    """Adds the off-data confidence (and, with unlabelled points, the share of them near the
+    decision boundary) to the summary; returns P(class 1) on the plotting grid."""
     off_data = off_data_grid(splits.train.images, extent=float(grid_axis[-1]), resolution=60,
                              min_distance=0.3)
     result.summary["off_data_confidence"] = mean_confidence(
         predict_probabilities(result.state, off_data, batch_size))
     result.summary["off_data_points"] = int(off_data.shape[0])
-    grid = np.stack(np.meshgrid(grid_axis, grid_axis), axis=-1).reshape(-1, 2)
-    return predict_probabilities(result.state, grid, batch_size)[:, 1]
+    probabilities = predict_probabilities(result.state, _grid(grid_axis), batch_size)
+    if splits.unlabeled is not None:
+        result.summary["unlabeled_near_boundary"] = share_near_boundary(
+            splits.unlabeled.images, grid_axis, np.argmax(probabilities, axis=-1))
+    return probabilities[:, 1]
+
+
+def _bayes_log_odds(data: DataSpec, grid_axis: np.ndarray) -> Optional[np.ndarray]:
+    """The Bayes log-odds on the plotting grid where the generator's is known (moons)."""
+    return (two_moons_log_odds(_grid(grid_axis), noise=data.noise) if data.name == "moons"
+            else None)
 
 
 def enable_compilation_cache(cache_dir: str) -> None:
@@ -85,6 +103,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
         check_sources(spec.eval, splits.test, spec.data.data_dir)
     two_d = not splits.is_image_data and splits.test.images.shape[1:] == (2,)
     grid_axis = np.linspace(-1.6, 1.6, 161, dtype=np.float32)
+    bayes = _bayes_log_odds(first.data, grid_axis) if two_d else None
+    bayes_near = (share_near_boundary(splits.unlabeled.images, grid_axis, bayes > 0)
+                  if bayes is not None and splits.unlabeled is not None else None)
     summaries, panels = {}, []
     for name, spec, run_dir in runs:
         finished = finished_summary(run_dir) if name else None
@@ -107,6 +128,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
                          f"{result.summary['val_selected_epoch']:g})")
             probs = _two_d_report(result, splits, grid_axis, spec.eval_batch_size)
             title += f"\noff-data confidence {result.summary['off_data_confidence']:.2f}"
+            if "unlabeled_near_boundary" in result.summary:
+                title += (f"\nunlabelled within {NEAR_BOUNDARY_RADIUS:g} of the boundary: "
+                          f"{100 * result.summary['unlabeled_near_boundary']:.1f} %")
+            if bayes_near is not None:  # the same for every variant: the data's reference
+                result.summary["unlabeled_near_bayes_boundary"] = bayes_near
             panels.append((title, probs))
         if name and finished is None and jax.process_index() == 0:
             write_json_atomically(run_dir / SUMMARY_FILE, result.summary)
@@ -115,8 +141,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
     if two_d and jax.process_index() == 0:
         labeled = ((splits.train.images, splits.train.labels) if splits.unlabeled is not None
                    else None)
+        reference = None
+        if bayes is not None:
+            reference = (bayes, "dashed: the Bayes boundary" + (
+                "" if bayes_near is None else f" (unlabelled within {NEAR_BOUNDARY_RADIUS:g}: "
+                f"{100 * bayes_near:.1f} %)"))
         figures.decision_boundaries(workdir / "decision_boundaries.png", grid_axis, panels,
-                                    splits.test.images, splits.test.labels, labeled)
+                                    splits.test.images, splits.test.labels, labeled, reference)
     named = bool(runs[0][0])
     if jax.process_index() == 0:
         write_json_atomically(workdir / SUMMARY_FILE, summaries if named else summaries["run"])

@@ -14,6 +14,9 @@ the consistency term itself prefers the gap, with the demo's ICT settings (netwo
 3. ICT's consistency loss of each trained network at matched logit scale (the logits scaled
    so their mean absolute value over the training points is 2, 5 or 10), for α = 1 and 0.1:
    lower means the consistency term prefers that network's boundary.
+4. For each network, and for the Bayes classifier of the generator, the share of the training
+   points within 0.1 of its decision boundary (`mmix_jax.separation`): a boundary in the gap
+   passes near few of them.
 
     python scripts/ict_moons_probe.py --seeds 0 1 2 --out docs/results/ict_moons_probe.json
 """
@@ -39,16 +42,19 @@ sys.path.insert(0, str(ROOT))
 
 from configs import ssl_moons  # noqa: E402
 from mmix_jax.configuration import build_model, optimizer_spec  # noqa: E402
-from mmix_jax.data.synthetic import two_moons  # noqa: E402
+from mmix_jax.data.synthetic import two_moons, two_moons_log_odds  # noqa: E402
 from mmix_jax.optim import make_optimizer  # noqa: E402
 from mmix_jax.semi_supervised import consistency_loss, ssl_mixup_step  # noqa: E402
 from mmix_jax.semi_supervised_config import semi_supervised_run  # noqa: E402
+from mmix_jax.separation import share_near_boundary  # noqa: E402
 from mmix_jax.state import create_train_state, with_teacher  # noqa: E402
 
 FIGURE_LABEL_REGIONS = (-0.1, 0.4)  # class 0 labels at x < -0.1, class 1 labels at x > 0.4
 SCALES = (2.0, 5.0, 10.0)
 ALPHAS = (1.0, 0.1)
 PAIRS = 20_000
+GRID_AXIS = np.linspace(-1.6, 1.6, 161, dtype=np.float32)  # the demo's plotting grid
+GRID_POINTS = np.stack(np.meshgrid(GRID_AXIS, GRID_AXIS), axis=-1).reshape(-1, 2)
 
 Predict = Callable[[np.ndarray], jax.Array]  # points [N, 2] -> logits [N, 2]
 
@@ -121,7 +127,11 @@ def probe_seed(seed: int, epochs: int = 0) -> list[dict]:
     weight = float(config.semi_supervised.unsupervised_weight_max)
     everything = (train_set.images, train_set.labels)
     six = figure_labels(train_set.images, train_set.labels, data.labels_per_class, seed)
-    rows = []
+    bayes_classes = two_moons_log_odds(GRID_POINTS, noise=data.noise) > 0
+    rows = [{"seed": seed, "labels": "Bayes classifier (reference)", "test_accuracy": float(
+                 np.mean((two_moons_log_odds(test_set.images, noise=data.noise) > 0)
+                         == test_set.labels)),
+             "near_boundary": share_near_boundary(train_set.images, GRID_AXIS, bayes_classes)}]
     for labelled_name, labelled in (("all 2,000 labelled", everything),
                                     ("6 labels, ICT figure placement", six)):
         for weight_max in (0.0, weight):
@@ -130,8 +140,11 @@ def probe_seed(seed: int, epochs: int = 0) -> list[dict]:
                             seed=seed)
             accuracy = float(np.mean(np.argmax(predict(test_set.images), -1)
                                      == test_set.labels))
+            classes = np.argmax(predict(GRID_POINTS), -1)
             rows.append({"seed": seed, "labels": labelled_name, "unsupervised_weight_max":
                          weight_max, "test_accuracy": accuracy,
+                         "near_boundary": share_near_boundary(train_set.images, GRID_AXIS,
+                                                              classes),
                          "consistency": consistency_at_scales(predict, train_set.images, seed),
                          "wall_s": round(time.time() - start, 1)})
             print(json.dumps(rows[-1]), flush=True)
@@ -147,13 +160,16 @@ def main() -> None:
     rows = [row for seed in args.seeds for row in probe_seed(seed, args.epochs)]
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1) + "\n")
-    print("| seed | labels | w_max | test acc | consistency α 1, |logit| 5 | α 0.1, |logit| 5 |")
-    print("|---|---|---|---|---|---|")
+    print("| seed | labels | w_max | test acc | near boundary | consistency α 1, |logit| 5 "
+          "| α 0.1, |logit| 5 |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
-        c = row["consistency"]
-        print(f"| {row['seed']} | {row['labels']} | {row['unsupervised_weight_max']:g} | "
-              f"{row['test_accuracy']:.3f} | {c['alpha 1, |logit| 5']:.4f} | "
-              f"{c['alpha 0.1, |logit| 5']:.4f} |")
+        c = row.get("consistency", {})
+        cells = [f"{c[key]:.4f}" if key in c else "–"
+                 for key in ("alpha 1, |logit| 5", "alpha 0.1, |logit| 5")]
+        print(f"| {row['seed']} | {row['labels']} | {row.get('unsupervised_weight_max', '–')} "
+              f"| {row['test_accuracy']:.3f} | {100 * row['near_boundary']:.1f} % | "
+              f"{cells[0]} | {cells[1]} |")
 
 
 if __name__ == "__main__":

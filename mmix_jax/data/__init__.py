@@ -27,7 +27,8 @@ import numpy as np
 from mmix_jax.data.augment import augment, normalize
 from mmix_jax.data.zca import ZCA, fit_zca, whiten
 from mmix_jax.data.pipeline import ArrayDataset, SemiSupervisedBatches, TrainBatches, eval_batches
-from mmix_jax.data.synthetic import off_data_grid, two_moons, two_spirals
+from mmix_jax.data.synthetic import (off_data_grid, two_moons, two_moons_log_odds,
+                                     two_spirals)
 from mmix_jax.data.npz_source import read_npz
 from mmix_jax.data.streaming import StreamingBatches
 from mmix_jax.data.streaming_splits import (IMAGENET_MEAN, IMAGENET_STD, load_streaming,
@@ -243,4 +244,5 @@ def train_preprocess(spec: DataSpec, splits: Splits) -> Optional[Callable[..., B
 __all__ = ["ArrayDataset", "DATASET_NAMES", "DataSpec", "IMAGE_SOURCES", "NORMALIZATIONS", "NPZ",
            "SemiSupervisedBatches", "Splits", "StreamingBatches", "TrainBatches", "ZCA",
            "POINT_SETS", "eval_batches", "eval_preprocess", "load_dataset", "off_data_grid",
-           "preprocess_constants", "train_preprocess", "two_moons", "two_spirals"]
+           "preprocess_constants", "train_preprocess", "two_moons", "two_moons_log_odds",
+           "two_spirals"]
