@@ -494,7 +494,8 @@ def test_two_moons_lie_on_two_unit_half_circles_half_a_unit_apart():
 def test_moons_demonstration_trains_three_methods_on_six_labels(tmp_path):
     """configs/ssl_moons.py at a fifteenth of its epochs: 3 labelled points per class, every
     other training point outside validation unlabelled; the three methods report the
-    validation-selected checkpoint, and the labelled-only baseline has learnt from 6 points."""
+    validation-selected checkpoint, and the labelled-only baseline has learnt from 6 points.
+    Each reports how many unlabelled points lie near its boundary, beside the Bayes boundary's."""
     from mmix_jax import runs
     config = importlib.import_module("ssl_moons").get_config("epochs=10")
     splits = load_dataset(run_specs(config)[0][1].data, seed=0, num_classes=2)
@@ -507,6 +508,11 @@ def test_moons_demonstration_trains_three_methods_on_six_labels(tmp_path):
         assert metrics["val_selected_epoch"] in range(1, 11), method
     assert summary["supervised"]["val_selected_test_accuracy"] > 0.65  # chance is 0.5
     assert (tmp_path / "demo" / "decision_boundaries.png").stat().st_size > 20_000
+    # The low-density reference is the data's: the same for every method, and the Bayes
+    # boundary runs in the gap (near < 3 % of the unlabelled points).
+    assert len({metrics["unlabeled_near_bayes_boundary"] for metrics in summary.values()}) == 1
+    assert summary["supervised"]["unlabeled_near_bayes_boundary"] < 0.03
+    assert all(0 <= metrics["unlabeled_near_boundary"] <= 1 for metrics in summary.values())
 
 
 def test_runs_on_icts_settings_are_labelled_apart_from_the_methods_they_resemble():
