@@ -43,7 +43,8 @@ READING_KEYS = ("data.streaming", "data.loader_threads", "data.prefetch_batches"
                 "data.prepare_timeout_s")
 # Identity keys added after checkpoints were written, with the value their absence meant: a
 # stored config without one reads as this default, so older runs still resume.
-ADDED_KEY_DEFAULTS = {"semi_supervised.target_gradient": "stop"}
+ADDED_KEY_DEFAULTS = {"semi_supervised.batch_norm_passes": "step",
+                      "semi_supervised.target_gradient": "stop"}
 # An OSError while reading a checkpoint is retried this many times (1, 2, 4 s apart).
 IO_ATTEMPTS = 4
 

@@ -541,18 +541,21 @@ def test_runs_on_icts_settings_are_labelled_apart_from_the_methods_they_resemble
     assert label("supervised", target_gradient="through") == "Labelled only"  # no targets
 
 
-def test_runs_checkpointed_before_target_gradient_existed_still_resume():
-    """A stored config without semi_supervised.target_gradient (written before the key existed)
-    meant the stopped gradient: it matches "stop" and differs from "through"; a supervised
-    config gains no semi-supervised key."""
+def test_runs_checkpointed_before_later_semi_supervised_keys_existed_still_resume():
+    """A stored config without semi_supervised.target_gradient or batch_norm_passes (written
+    before the keys existed) meant the stopped gradient and the library's pass order: it
+    matches "stop" and "step" and differs from "through" and "authors"; a supervised config
+    gains no semi-supervised key."""
     from mmix_jax.checkpoint import config_differences
 
     stored = {"seed": 0, "semi_supervised": {"targets": "self", "unsupervised_weight_max": 1.0}}
     current = {"seed": 0, "semi_supervised": dict(stored["semi_supervised"],
-                                                  target_gradient="stop")}
+                                                  target_gradient="stop",
+                                                  batch_norm_passes="step")}
     assert config_differences(stored, current) == []
-    current["semi_supervised"]["target_gradient"] = "through"
+    current["semi_supervised"].update(target_gradient="through", batch_norm_passes="authors")
     assert config_differences(stored, current) == [
+        "semi_supervised.batch_norm_passes: 'step' → 'authors'",
         "semi_supervised.target_gradient: 'stop' → 'through'"]
     assert config_differences({"seed": 0, "mix": {"alpha": 2.0}},
                               {"seed": 0, "mix": {"alpha": 2.0}}) == []
