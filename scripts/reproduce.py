@@ -184,6 +184,9 @@ def val_selected_from_history(run: pathlib.Path) -> dict[str, Any]:
             "val_selected_test_nll": best["test_nll"], "val_selected_epoch": best["epoch"]}
 
 
+SEPARATION_KEYS = ("unlabeled_near_boundary", "unlabeled_near_bayes_boundary")  # 2-D runs
+
+
 def study_row(run: pathlib.Path, device: str) -> dict[str, Any]:
     """Every number the docs quote of one run (a row of docs/results/<study>.json)."""
     config = json.loads((run / "config.json").read_text())
@@ -212,6 +215,7 @@ def study_row(run: pathlib.Path, device: str) -> dict[str, Any]:
         "wall_seconds": json.loads(wall.read_text())["wall_s"] if wall.exists() else None,
         "device": summary.get("device_kind", device), **semi_supervised_fields(config),
         **robustness_report.fields(summary),
+        **{key: summary[key] for key in SEPARATION_KEYS if key in summary},
     }
 
 
