@@ -36,7 +36,9 @@ def decision_boundaries(path: epath.PathLike, grid_axis: np.ndarray,
       reference: (values [G·G], caption): a reference boundary, the 0 contour of `values`,
         dashed in every panel and explained by the caption under the panels.
     """
-    fig = Figure(figsize=(4.2 * len(panels), 4.8))
+    title_lines = max(title.count("\n") + 1 for title, _ in panels)
+    height = 4.4 + 0.3 * title_lines + 0.35 * (reference is not None)  # square panels + text
+    fig = Figure(figsize=(4.2 * len(panels), height), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)
     for axis, (title, probs) in zip(axes[0], panels):
         field = probs.reshape(grid_axis.size, grid_axis.size)
@@ -52,12 +54,12 @@ def decision_boundaries(path: epath.PathLike, grid_axis: np.ndarray,
             axis.scatter(labeled[0][:, 0], labeled[0][:, 1], c=labeled[1], cmap="RdBu_r", s=60,
                          edgecolors="k", linewidths=1.2, vmin=-0.5, vmax=1.5, marker="o")
         axis.set_title(title)
-        axis.set_aspect("equal")
+        axis.set(xlim=(grid_axis[0], grid_axis[-1]), ylim=(grid_axis[0], grid_axis[-1]))
+        axis.set_aspect("equal", adjustable="box")  # the grid fills the panel
         axis.set_xticks([])
         axis.set_yticks([])
     if reference is not None:
         fig.supxlabel(reference[1])
-    fig.tight_layout()
     save(fig, path, dpi=110)
 
 
