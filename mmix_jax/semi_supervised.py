@@ -149,11 +149,10 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
         """The network's own (train-mode) logits on the clean unlabelled batch, mixed, without
         gradient unless `through`; and the BatchNorm statistics after that pass (`stats`
         without BatchNorm)."""
-        if not through:
+        if not through:  # constant variables make the logits constant too
             variables = jax.lax.stop_gradient(variables)
         raw, updates = state.apply_fn(variables, unlabeled_images, train=True,
                                       mutable=["batch_stats"], rngs=target_rngs)
-        raw = raw if through else jax.lax.stop_gradient(raw)
         return mix(raw.astype(jnp.float32), unsup_draw.perm,
                    unsup_draw.lam), updates.get("batch_stats", stats)
 
