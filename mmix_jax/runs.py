@@ -27,11 +27,14 @@ from mmix_jax.data import (DataSpec, Splits, load_dataset, off_data_grid,
 from mmix_jax.errors import WorkdirError
 from mmix_jax.evaluate import mean_confidence, predict_probabilities
 from mmix_jax.robustness import check_sources
-from mmix_jax.separation import NEAR_BOUNDARY_RADIUS, share_near_boundary
+from mmix_jax.separation import NEAR_BOUNDARY_RADIUS, grid_points, share_near_boundary
 from mmix_jax.summaries import (SUMMARY_FILE, summary_scalars, workdir_path,
                                 write_json_atomically)
 from mmix_jax.stored_runs import evaluate_checkpoint, restore_newest, restore_val_selected
 from mmix_jax.train import RunResult, mesh_for, train_and_evaluate
+
+
+GRID_AXIS = np.linspace(-1.6, 1.6, 161, dtype=np.float32)  # each axis of the 2-D figure's grid
 
 
 def refuse_finished(workdir: epath.Path) -> None:
@@ -51,11 +54,6 @@ def finished_summary(run_dir: epath.Path) -> Optional[dict[str, Any]]:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _grid(grid_axis: np.ndarray) -> np.ndarray:
-    """The plotting grid's points [G·G, 2], row-major (y, x)."""
-    return np.stack(np.meshgrid(grid_axis, grid_axis), axis=-1).reshape(-1, 2)
-
-
 def _two_d_report(result: RunResult, splits: Splits, grid_axis: np.ndarray,
                   batch_size: int) -> np.ndarray:
     """Adds the off-data confidence (and, with unlabelled points, the share of them near the
@@ -65,7 +63,7 @@ def _two_d_report(result: RunResult, splits: Splits, grid_axis: np.ndarray,
     result.summary["off_data_confidence"] = mean_confidence(
         predict_probabilities(result.state, off_data, batch_size))
     result.summary["off_data_points"] = int(off_data.shape[0])
-    probabilities = predict_probabilities(result.state, _grid(grid_axis), batch_size)
+    probabilities = predict_probabilities(result.state, grid_points(grid_axis), batch_size)
     if splits.unlabeled is not None:
         result.summary["unlabeled_near_boundary"] = share_near_boundary(
             splits.unlabeled.images, grid_axis, np.argmax(probabilities, axis=-1))
@@ -74,7 +72,7 @@ def _two_d_report(result: RunResult, splits: Splits, grid_axis: np.ndarray,
 
 def _bayes_log_odds(data: DataSpec, grid_axis: np.ndarray) -> Optional[np.ndarray]:
     """The Bayes log-odds on the plotting grid where the generator's is known (moons)."""
-    return (two_moons_log_odds(_grid(grid_axis), noise=data.noise) if data.name == "moons"
+    return (two_moons_log_odds(grid_points(grid_axis), noise=data.noise) if data.name == "moons"
             else None)
 
 
@@ -102,7 +100,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
     for _, spec, _ in runs:  # an unreadable out-of-distribution set fails now, not after training
         check_sources(spec.eval, splits.test, spec.data.data_dir)
     two_d = not splits.is_image_data and splits.test.images.shape[1:] == (2,)
-    grid_axis = np.linspace(-1.6, 1.6, 161, dtype=np.float32)
+    grid_axis = GRID_AXIS
     bayes = _bayes_log_odds(first.data, grid_axis) if two_d else None
     bayes_near = (share_near_boundary(splits.unlabeled.images, grid_axis, bayes > 0)
                   if bayes is not None and splits.unlabeled is not None else None)
@@ -168,4 +166,4 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
             for name, spec, run_dir in runs}
 
 
-__all__ = ["evaluate", "finished_summary", "refuse_finished", "run"]
+__all__ = ["GRID_AXIS", "evaluate", "finished_summary", "refuse_finished", "run"]

@@ -16,6 +16,12 @@ import numpy as np
 NEAR_BOUNDARY_RADIUS = 0.1  # the moons' noise scale: "near" is within one noise σ
 
 
+def grid_points(grid_axis: np.ndarray) -> np.ndarray:
+    """The square grid's points [G·G, 2] in the row-major (y, x) order of
+    `np.meshgrid(grid_axis, grid_axis)` flattened: the layout of `classes` below."""
+    return np.stack(np.meshgrid(grid_axis, grid_axis), axis=-1).reshape(-1, 2)
+
+
 def boundary_points(grid_axis: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """The points [B, 2] midway between horizontally or vertically adjacent grid points whose
     predicted classes differ.
@@ -35,13 +41,13 @@ def boundary_points(grid_axis: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return np.concatenate([across_x, across_y]).astype(np.float32)
 
 
-def distance_to_boundary(points: np.ndarray, boundary: np.ndarray,
-                         chunk: int = 512) -> np.ndarray:
-    """Each point's [N] distance to the nearest boundary point (inf where there are none)."""
-    chex.assert_rank([points, boundary], 2)
-    if boundary.shape[0] == 0:
+def nearest_distance(points: np.ndarray, others: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Each point's [N] distance to the nearest of `others` [M, D] (inf where M = 0), computed
+    `chunk` points at a time so that memory stays at chunk × M."""
+    chex.assert_rank([points, others], 2)
+    if others.shape[0] == 0:
         return np.full(points.shape[0], np.inf, np.float32)
-    nearest = [np.sqrt(((points[i:i + chunk, None, :] - boundary[None]) ** 2).sum(-1)).min(1)
+    nearest = [np.sqrt(((points[i:i + chunk, None, :] - others[None]) ** 2).sum(-1)).min(1)
                for i in range(0, points.shape[0], chunk)]
     return np.concatenate(nearest)
 
@@ -50,9 +56,9 @@ def share_near_boundary(points: np.ndarray, grid_axis: np.ndarray, classes: np.n
                         radius: float = NEAR_BOUNDARY_RADIUS) -> float:
     """The share of `points` [N, 2] within `radius` of the boundary between the `classes`
     predicted on the grid (see `boundary_points`). 0 when the grid holds a single class."""
-    distances = distance_to_boundary(points, boundary_points(grid_axis, classes))
+    distances = nearest_distance(points, boundary_points(grid_axis, classes))
     return float(np.mean(distances <= radius))
 
 
-__all__ = ["NEAR_BOUNDARY_RADIUS", "boundary_points", "distance_to_boundary",
+__all__ = ["NEAR_BOUNDARY_RADIUS", "boundary_points", "grid_points", "nearest_distance",
            "share_near_boundary"]

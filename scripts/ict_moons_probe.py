@@ -46,15 +46,15 @@ from mmix_jax.data.synthetic import two_moons, two_moons_log_odds  # noqa: E402
 from mmix_jax.optim import make_optimizer  # noqa: E402
 from mmix_jax.semi_supervised import consistency_loss, ssl_mixup_step  # noqa: E402
 from mmix_jax.semi_supervised_config import semi_supervised_run  # noqa: E402
-from mmix_jax.separation import share_near_boundary  # noqa: E402
+from mmix_jax.runs import GRID_AXIS  # noqa: E402
+from mmix_jax.separation import grid_points, share_near_boundary  # noqa: E402
 from mmix_jax.state import create_train_state, with_teacher  # noqa: E402
 
 FIGURE_LABEL_REGIONS = (-0.1, 0.4)  # class 0 labels at x < -0.1, class 1 labels at x > 0.4
 SCALES = (2.0, 5.0, 10.0)
 ALPHAS = (1.0, 0.1)
 PAIRS = 20_000
-GRID_AXIS = np.linspace(-1.6, 1.6, 161, dtype=np.float32)  # the demo's plotting grid
-GRID_POINTS = np.stack(np.meshgrid(GRID_AXIS, GRID_AXIS), axis=-1).reshape(-1, 2)
+GRID_POINTS = grid_points(GRID_AXIS)  # the demo figure's grid
 
 Predict = Callable[[np.ndarray], jax.Array]  # points [N, 2] -> logits [N, 2]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mmix_jax.data import two_moons, two_moons_log_odds
-from mmix_jax.separation import boundary_points, distance_to_boundary, share_near_boundary
+from mmix_jax.separation import boundary_points, nearest_distance, share_near_boundary
 
 AXIS = np.linspace(-1.0, 1.0, 101, dtype=np.float32)  # spacing 0.02
 GRID = np.stack(np.meshgrid(AXIS, AXIS), axis=-1).reshape(-1, 2)
@@ -19,7 +19,7 @@ def test_a_vertical_boundary_is_found_where_the_class_changes_and_measured_by_ha
     np.testing.assert_allclose(boundary[:, 0], 0.31, atol=1e-6)
     np.testing.assert_allclose(np.sort(boundary[:, 1]), AXIS, atol=1e-6)
     points = np.array([[0.26, 0.0], [0.39, 0.5], [0.51, -0.2], [-0.5, 0.9]], np.float32)
-    np.testing.assert_allclose(distance_to_boundary(points, boundary), [0.05, 0.08, 0.2, 0.81],
+    np.testing.assert_allclose(nearest_distance(points, boundary), [0.05, 0.08, 0.2, 0.81],
                                atol=1e-5)
     assert share_near_boundary(points, AXIS, classes, radius=0.1) == 0.5
     assert share_near_boundary(points, AXIS, classes, radius=0.25) == 0.75
@@ -31,7 +31,7 @@ def test_a_circular_boundary_is_within_half_a_grid_step_of_the_circle():
     classes = (np.linalg.norm(GRID, axis=1) < 0.5).astype(np.int32)
     boundary = boundary_points(AXIS, classes)
     assert np.abs(np.linalg.norm(boundary, axis=1) - 0.5).max() <= 0.01 + 1e-6
-    assert distance_to_boundary(np.zeros((1, 2), np.float32), boundary)[0] == pytest.approx(
+    assert nearest_distance(np.zeros((1, 2), np.float32), boundary)[0] == pytest.approx(
         0.5, abs=0.01)
 
 

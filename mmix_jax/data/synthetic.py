@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmix_jax.data.pipeline import ArrayDataset
+from mmix_jax.separation import grid_points, nearest_distance
 
 
 def two_spirals(num_points: int, *, noise: float, turns: float, seed: int) -> ArrayDataset:
@@ -66,7 +67,5 @@ def two_moons_log_odds(points: np.ndarray, *, noise: float,
 def off_data_grid(data: np.ndarray, *, extent: float, resolution: int,
                   min_distance: float) -> np.ndarray:
     """Grid points of [−extent, extent]² farther than `min_distance` from every point of `data`."""
-    axis = np.linspace(-extent, extent, resolution, dtype=np.float32)
-    grid = np.stack(np.meshgrid(axis, axis), axis=-1).reshape(-1, 2)
-    squared = ((grid[:, None, :] - data[None, :, :]) ** 2).sum(-1)
-    return grid[np.sqrt(squared.min(axis=1)) > min_distance]
+    grid = grid_points(np.linspace(-extent, extent, resolution, dtype=np.float32))
+    return grid[nearest_distance(grid, data) > min_distance]
