@@ -67,8 +67,9 @@ def semi_supervised_run(config: ml_collections.ConfigDict, model: MixableModel
                                         "semi_supervised.unsupervised_layers", name, points),
         unsupervised_weight_max=float(section.unsupervised_weight_max),
         ema_decay=float(decay),
-        batch_norm_passes=str(section.get("batch_norm_passes", "step")),
-        target_gradient=str(section.get("target_gradient", "stop")))
+        # keys a config may omit: SemiSupervisedSpec's defaults apply
+        **{key: str(section[key]) for key in ("batch_norm_passes", "target_gradient")
+           if key in section})
     try:
         spec = SemiSupervisedSpec(**spec_args)
     except ValueError as error:
