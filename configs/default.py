@@ -37,7 +37,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.tensorboard = True  # False: log only (machines without TensorFlow)
     config.profile_dir = ""  # a folder: jax.profiler traces of a few steps (clu Profile)
     config.checkpoint = ml_collections.ConfigDict(dict(
-        every_epochs=50, every_steps=0, keep=2, best_metric="test_accuracy", best_mode="max", async_save=True))
+        every_epochs=50, every_steps=0, keep=2, best_metric="test_accuracy", best_mode="max",
+        async_save=True))
     config.optimizer = ml_collections.ConfigDict(dict(
         learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4,
         milestones=(100, 150), decay_factor=0.1))

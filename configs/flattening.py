@@ -12,7 +12,7 @@ each class's bottleneck representations. `npz`: digits in a local file without a
 
 import ml_collections
 
-from mmix_jax import config_lib
+from mmix_jax.harness import config_lib
 
 BOTTLENECK_POINT = 4  # mix point i is the output of hidden layer i; layer 4 is the bottleneck
 EPOCHS, MILESTONES = 60, (20, 40)

@@ -23,7 +23,7 @@ ImageNet validation set is the reported test set.
 
 import ml_collections
 
-from mmix_jax import config_lib
+from mmix_jax.harness import config_lib
 
 EPOCHS = 90
 MILESTONES = (30, 60, 80)

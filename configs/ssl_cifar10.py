@@ -15,7 +15,7 @@ README's CIFAR-10 command): α = 1, consistency weight 100; ICT reports 7.66 %.
 
 import ml_collections
 
-from mmix_jax import config_lib
+from mmix_jax.harness import config_lib
 
 EPOCHS = 1000
 MILESTONES = (500, 750, 875)

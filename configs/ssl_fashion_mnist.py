@@ -14,7 +14,7 @@ on a 2-core CPU at 60 epochs). Otherwise the authors' CIFAR-10 protocol (configs
 
 import ml_collections
 
-from mmix_jax import config_lib
+from mmix_jax.harness import config_lib
 
 EPOCHS = 60
 MILESTONES = (30, 45, 52)  # ×0.1 at 50 / 75 / 87.5 % of the run, as the authors' 500/750/875

@@ -17,7 +17,7 @@ accuracy, NLL and off-data confidence per method). Argument: [METHOD][,epochs=N]
 
 import ml_collections
 
-from mmix_jax import config_lib
+from mmix_jax.harness import config_lib
 
 EPOCHS = 150            # 19 updates per epoch (1,950 unlabelled points, 100 per update)
 LEARNING_RATE = 0.1     # constant: no milestones

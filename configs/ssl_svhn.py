@@ -15,7 +15,7 @@ weight 100; ICT reports 3.53 %.
 
 import ml_collections
 
-from mmix_jax import config_lib
+from mmix_jax.harness import config_lib
 
 EPOCHS = 200
 MILESTONES = (100, 150, 175)

@@ -13,7 +13,7 @@ same fractions of the run. Offline, TFDS data sets read the original archives fr
 
 import ml_collections
 
-from mmix_jax import config_lib
+from mmix_jax.harness import config_lib
 
 # name → (TFDS name, classes, image shape, crop padding, flip, normalisation). The authors'
 # code: CIFAR random crop with 2-pixel zero padding + horizontal flip, per-channel statistics;

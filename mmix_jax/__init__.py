@@ -8,7 +8,16 @@ unlabeled, rng, config=SemiSupervisedSpec(...))` (Manifold Mixup's or ICT's targ
 """
 
 from mmix_jax.losses import bce_loss, get_loss, soft_ce_loss
-from mmix_jax.mixup import NO_MIX, MixDraw, MixPoint, MixSpec, maybe_mix, mix, mix_targets, sample_mix
+from mmix_jax.mixup import (
+    NO_MIX,
+    MixDraw,
+    MixPoint,
+    MixSpec,
+    maybe_mix,
+    mix,
+    mix_targets,
+    sample_mix,
+)
 from mmix_jax.models import get_model
 from mmix_jax.optim import paper_sgd, step_schedule
 from mmix_jax.semi_supervised import SemiSupervisedSpec, ssl_mixup_step, unsupervised_weight

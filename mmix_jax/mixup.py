@@ -122,7 +122,7 @@ class MixDraw(NamedTuple):
 
 def sample_mix(rng: jax.Array, batch_size: int, *, alpha: float,
                mix_layers: Sequence[int], axis_name: Optional[str] = None,
-               shard_index: Optional[int] = None) -> MixDraw:
+               shard_index: Optional[Union[int, jax.Array]] = None) -> MixDraw:
     """Draws k uniformly from `mix_layers`, λ ~ Beta(α, α) and a permutation of the batch.
 
     With `axis_name` (inside `shard_map`/`pmap`) k and λ stay the same on every device while the

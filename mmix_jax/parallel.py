@@ -1,9 +1,10 @@
 """Data parallelism: a mesh over all devices and the steps under `shard_map` inside one `jit`.
 
-The batch is sharded on the "data" axis and the state replicated. Each device runs
-`mixup_step` on its local batch (k and λ from the shared step key, the permutation from the key
-folded with the device's index: no cross-device gather); gradients, BatchNorm running
-statistics and metrics are averaged over the axis. One code path serves 1 device, N local
+The batch is sharded on the "data" axis and the state replicated. Each device runs the step it
+is given (`mixup_step`, the semi-supervised step, or a user's own) on its local batch: with
+our steps, k and λ come from the shared step key and the permutation from the key folded with
+the device's index (no cross-device gather); gradients, BatchNorm running statistics and
+metrics are averaged over the axis. One code path serves 1 device, N local
 devices and N processes (global arrays built from each process's share).
 """
 
@@ -13,14 +14,12 @@ from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from mmix_jax.mixup import MixSpec
 from mmix_jax.models import DATA_AXIS
-from mmix_jax.semi_supervised import SemiSupervisedSpec, ssl_mixup_step
 from mmix_jax.state import TrainState
-from mmix_jax.step import Batch, Metrics, eval_step, mixup_step
-
+from mmix_jax.step import Batch, Metrics, eval_step
 
 
 def make_mesh(devices: Optional[list[jax.Device]] = None) -> Mesh:
@@ -73,7 +72,7 @@ class StepWithConstants:
     argument: passed on every call, never embedded in the program (a closed-over array is a
     literal in every compiled step: 4 MB of matrix, 8 MB of StableHLO)."""
 
-    def __init__(self, jitted: Callable[..., Any], constants: Any, mesh: Mesh):
+    def __init__(self, jitted: jax.stages.Wrapped, constants: Any, mesh: Mesh):
         self.jitted, self.constants = jitted, replicate(constants, mesh)
 
     def __call__(self, *args: Any) -> Any:
@@ -96,49 +95,48 @@ def _sharded_jit(per_device: Callable[..., Any], mesh: Mesh, in_specs: tuple, ou
     return jitted if constants is None else StepWithConstants(jitted, constants, mesh)
 
 
-def make_train_step(spec: MixSpec, mesh: Mesh, *,
-                    preprocess: Optional[Callable[..., Batch]] = None, constants: Any = None,
-                    donate: bool = True) -> Callable[[TrainState, Batch, jax.Array],
-                                                     tuple[TrainState, Metrics]]:
-    """jit(shard_map(mixup_step)) over `mesh`; `preprocess(rng, local_batch)` runs first on device
-    (`preprocess(rng, local_batch, constants)` when `constants` are given: see
-    StepWithConstants).
+# A training step as the sharded builders call it: step(state, local_batch, rng,
+# axis_name=...) -> (state, metrics), e.g. functools.partial(mixup_step, config=spec).
+TrainStepFn = Callable[..., tuple[Any, Metrics]]
 
-    The returned function takes (replicated state, data-sharded batch, step key) and returns the
-    replicated new state and metrics. The state is donated unless `donate=False`.
+
+def make_train_step(step: TrainStepFn, mesh: Mesh, *,
+                    preprocess: Optional[Callable[..., Any]] = None, constants: Any = None,
+                    donate: bool = True) -> Callable[[Any, Any, jax.Array], tuple[Any, Metrics]]:
+    """jit(shard_map(step)) over `mesh`: `step(state, local_batch, rng, axis_name=DATA_AXIS)`
+    runs on each device's share of the batch (any tree of arrays sharded on the data axis), with
+    the state replicated; `preprocess(rng, local_batch)` runs first on device
+    (`preprocess(rng, local_batch, constants)` when `constants` are given: see
+    StepWithConstants), with the step key folded with the device's index.
+
+    `step` is e.g. `functools.partial(mixup_step, config=spec)` or, for batches
+    {"labeled", "unlabeled"}, `semi_supervised.paired_ssl_step(spec)` with
+    `preprocess=each_part(preprocess)`. The returned function takes (replicated state,
+    data-sharded batch, step key) and returns the replicated new state and metrics. The state
+    is donated unless `donate=False`.
     """
 
-    def per_device(state: TrainState, batch: Batch, rng: jax.Array, *extra: Any):
+    def per_device(state: Any, batch: Any, rng: jax.Array, *extra: Any):
         if preprocess is not None:
             prep_rng, rng = jax.random.split(rng)
             prep_rng = jax.random.fold_in(prep_rng, jax.lax.axis_index(DATA_AXIS))
             batch = preprocess(prep_rng, batch, *extra)
-        return mixup_step(state, batch, rng, config=spec, axis_name=DATA_AXIS)
+        return step(state, batch, rng, axis_name=DATA_AXIS)
 
     return _sharded_jit(per_device, mesh, (P(), P(DATA_AXIS), P()), (P(), P()), constants,
                         donate)
 
 
-def make_ssl_train_step(spec: SemiSupervisedSpec, mesh: Mesh, *,
-                        preprocess: Optional[Callable[..., Batch]] = None,
-                        constants: Any = None,
-                        donate: bool = True) -> Callable[[TrainState, Any, jax.Array],
-                                                         tuple[TrainState, Metrics]]:
-    """jit(shard_map(ssl_mixup_step)) over `mesh` for batches {"labeled", "unlabeled"} (both
-    sharded on the data axis); `preprocess` augments each with its own key first."""
+def each_part(preprocess: Callable[..., Batch],
+              parts: tuple[str, ...] = ("labeled", "unlabeled")) -> Callable[..., Any]:
+    """`preprocess(rng, batch, *constants)` applied to each named part of a batch of batches
+    (e.g. {"labeled", "unlabeled"}), each with its own key split from `rng` in `parts` order."""
 
-    def per_device(state: TrainState, batch: Any, rng: jax.Array, *extra: Any):
-        labeled, unlabeled = batch["labeled"], batch["unlabeled"]
-        if preprocess is not None:
-            prep_rng, rng = jax.random.split(rng)
-            prep_rng = jax.random.fold_in(prep_rng, jax.lax.axis_index(DATA_AXIS))
-            labeled_rng, unlabeled_rng = jax.random.split(prep_rng)
-            labeled = preprocess(labeled_rng, labeled, *extra)
-            unlabeled = preprocess(unlabeled_rng, unlabeled, *extra)
-        return ssl_mixup_step(state, labeled, unlabeled, rng, config=spec, axis_name=DATA_AXIS)
+    def apply(rng: jax.Array, batches: dict[str, Batch], *extra: Any) -> dict[str, Batch]:
+        keys = jax.random.split(rng, len(parts))
+        return {part: preprocess(key, batches[part], *extra) for part, key in zip(parts, keys)}
 
-    return _sharded_jit(per_device, mesh, (P(), P(DATA_AXIS), P()), (P(), P()), constants,
-                        donate)
+    return apply
 
 
 def make_eval_step(mesh: Mesh, *, preprocess: Optional[Callable[..., Batch]] = None,
@@ -171,5 +169,5 @@ def to_host(tree: Any) -> Any:
 
 
 __all__ = ["DATA_AXIS", "StepWithConstants", "check_divisible", "make_eval_step", "make_mesh",
-           "make_per_example_fn", "make_ssl_train_step", "make_train_step", "to_host",
+           "make_per_example_fn", "make_train_step", "each_part", "to_host",
            "process_share", "replicate", "replicated", "shard_batch"]

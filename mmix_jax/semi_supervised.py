@@ -42,7 +42,7 @@ the update is `mixup_step`'s with cross-entropy.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Union, cast
 
 import chex
 import jax
@@ -50,10 +50,17 @@ import jax.numpy as jnp
 import optax
 
 from mmix_jax.mixup import MixDraw, mix, sample_mix
-from mmix_jax.semi_supervised_spec import (BATCH_NORM_PASSES, TARGET_KINDS, SemiSupervisedSpec,
-                                           consistency_loss, teacher_decay, unsupervised_weight)
+from mmix_jax.semi_supervised_spec import (
+    BATCH_NORM_PASSES,
+    TARGET_KINDS,
+    SemiSupervisedSpec,
+    consistency_loss,
+    teacher_decay,
+    unsupervised_weight,
+)
 from mmix_jax.state import TrainState
 from mmix_jax.step import Batch, Metrics, check_batch, device_local, mixup_loss
+
 
 class Draws(NamedTuple):
     """All random choices of one semi-supervised step (on one shard)."""
@@ -64,7 +71,7 @@ class Draws(NamedTuple):
 
 
 def draws(rng: jax.Array, config: SemiSupervisedSpec, labeled_size: int, unlabeled_size: int,
-          *, axis_name: Optional[str] = None, shard_index: Optional[int] = None) -> Draws:
+          *, axis_name: Optional[str] = None, shard_index: Optional[Union[int, jax.Array]] = None) -> Draws:
     """The step's draws from its key: the supervised ones from split(rng)[0] exactly as
     `mixup_step` draws them, the unlabelled ones from split(rng)[1]. Per-shard permutations
     and dropout keys fold in the shard's index (`axis_name` inside shard_map, or `shard_index`)."""
@@ -132,7 +139,8 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
                          "state = mmix_jax.with_teacher(state).")
     sup_spec = config.supervised_mix_spec
     drawn = draws(rng, config, labels.shape[0], unlabeled_images.shape[0], axis_name=axis_name)
-    sup_draw, unsup_draw = drawn.supervised, drawn.unsupervised
+    sup_draw = drawn.supervised
+    unsup_draw = cast(MixDraw, drawn.unsupervised)  # None only when the unlabelled term is off
     sup_rngs = {"dropout": drawn.dropout["supervised"]}
     weight = unsupervised_weight(state.step, config)
     batch_stats, teacher = state.batch_stats, state.teacher
@@ -210,6 +218,19 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
     return new_state, metrics
 
 
+
+def paired_ssl_step(config: SemiSupervisedSpec) -> Callable[..., tuple[TrainState, Metrics]]:
+    """`ssl_mixup_step` over one batch {"labeled": ..., "unlabeled": ...}: the form that
+    `parallel.make_train_step` shards (with `parallel.each_part` for the preprocessing)."""
+
+    def step(state: TrainState, batch: dict[str, Batch], rng: jax.Array, *,
+             axis_name: Optional[str] = None) -> tuple[TrainState, Metrics]:
+        return ssl_mixup_step(state, batch["labeled"], batch["unlabeled"], rng, config=config,
+                              axis_name=axis_name)
+
+    return step
+
+
 __all__ = ["BATCH_NORM_PASSES", "Draws", "SemiSupervisedSpec", "TARGET_KINDS", "clean_passes",
-           "consistency_loss", "draws", "ssl_mixup_step",
+           "consistency_loss", "draws", "paired_ssl_step", "ssl_mixup_step",
            "teacher_decay", "unsupervised_weight"]

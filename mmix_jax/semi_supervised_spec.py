@@ -5,6 +5,7 @@ unlabelled weight's ramp-up, the mean teacher's decay and the consistency loss
 from __future__ import annotations
 
 import dataclasses
+from typing import Union
 
 import chex
 import jax
@@ -76,7 +77,7 @@ class SemiSupervisedSpec:
         if self.uses_unlabeled and not (self.unsupervised_layers and self.unsupervised_alpha > 0):
             raise ValueError("SemiSupervisedSpec: the unlabelled term needs mix points and "
                              "unsupervised_alpha > 0 (or set unsupervised_weight_max = 0).")
-        self.supervised_mix_spec  # validates the supervised α and points
+        _ = self.supervised_mix_spec  # validates the supervised α and points
 
     @property
     def uses_unlabeled(self) -> bool:
@@ -95,7 +96,7 @@ class SemiSupervisedSpec:
                        mix_layers=self.supervised_layers, loss="soft_ce", mixing=self.mixing)
 
 
-def unsupervised_weight(step: jax.Array, config: SemiSupervisedSpec) -> jax.Array:
+def unsupervised_weight(step: Union[int, jax.Array], config: SemiSupervisedSpec) -> jax.Array:
     """w(t) = w_max · exp(−5 (1 − t)²), t = min(step / rampup_steps, 1), as float32."""
     if config.rampup_steps == 0:
         return jnp.asarray(config.unsupervised_weight_max, jnp.float32)

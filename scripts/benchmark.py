@@ -12,12 +12,10 @@ the allocator set-up, GLIBC_TUNABLES or a preloaded tcmalloc/jemalloc, which spe
 applies to both); --torch-malloc default also or instead runs it without those variables, as
 PyTorch is usually run; every line records them. --torch-device cuda runs it on the GPU
 (scripts/torch_on_device.py sets PyTorch's default device, the reference is unchanged).
---legacy also times the mixing modes with the old mixing (scripts/legacy_mixing.py) in the
-same invocation and prints new / old.
 
-Each step line also gives the model FLOPs of the step (mmix_jax.flops: conv and matmul FLOPs of
+Each step line also gives the model FLOPs of the step (mmix_jax.evaluation.flops: conv and matmul FLOPs of
 the forward pass × 3, independent of what XLA executes), model TFLOP/s and, where the device's
-dense peak is known (mmix_jax.flops.PEAK_FLOPS) or given with --peak-tflops, the model-FLOPs
+dense peak is known (mmix_jax.evaluation.flops.PEAK_FLOPS) or given with --peak-tflops, the model-FLOPs
 utilisation (MFU). With --profile-dir, one extra window per case runs under jax.profiler.trace
 (after the timed windows, so tracing never slows them); open it in TensorBoard or Perfetto.
 
@@ -37,6 +35,7 @@ The step timed is the one `mmix-train` runs (jit of shard_map over the mesh of a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -53,18 +52,22 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from mmix_jax.methods import PAPER_METHODS  # noqa: E402
-from mmix_jax.models.plain import PlainPreActResNet18  # noqa: E402
-from mmix_jax.wrap import mixable  # noqa: E402
-from mmix_jax.models import DTYPES  # noqa: E402
-from mmix_jax import flops as model_flops, host, parallel  # noqa: E402
+from mmix_jax import parallel
 from mmix_jax.data.augment import augment, normalize  # noqa: E402
 from mmix_jax.data.pipeline import ArrayDataset, TrainBatches  # noqa: E402
+from mmix_jax.evaluation import flops as model_flops
+from mmix_jax.harness import host  # noqa: E402
+from mmix_jax.harness.methods import PAPER_METHODS  # noqa: E402
 from mmix_jax.mixup import MixSpec  # noqa: E402
-from mmix_jax.models import get_model  # noqa: E402
+from mmix_jax.models import (
+    DTYPES,  # noqa: E402
+    get_model,  # noqa: E402
+)
+from mmix_jax.models.plain import PlainPreActResNet18  # noqa: E402
 from mmix_jax.optim import paper_sgd, step_schedule  # noqa: E402
-from mmix_jax.step import mixup_step  # noqa: E402
 from mmix_jax.state import create_train_state  # noqa: E402
+from mmix_jax.step import mixup_step  # noqa: E402
+from mmix_jax.wrap import mixable  # noqa: E402
 
 MODES = {name: (method.alpha, method.mix_layers) for name, method in PAPER_METHODS.items()}
 FLAT_MODES = {"erm": (0.0, ()), "input": (1.0, (0,)), "manifold": (2.0, (0, 1, 2, 3))}
@@ -113,12 +116,9 @@ def step_runner(step: Callable, holder: dict, batch: Any, key: jax.Array
 
 
 def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args,
-                   wrapped: bool = False, prepare_only: bool = False,
-                   mixing: str = "auto") -> Any:
+                   wrapped: bool = False, mixing: str = "auto") -> Any:
     """Times the step `mmix-train` runs: jit(shard_map(crop/flip/normalise + mixup_step)) with the
-    batch sharded over every device of the mesh (one device unless --cpu-devices). With
-    `prepare_only`, returns the warmed-up `run(n_steps)` function instead (scripts/mixing_cost.py
-    interleaves the windows of several cases)."""
+    batch sharded over every device of the mesh (one device unless --cpu-devices)."""
     alpha, layers = MODES[mode]
     model_kwargs = {"width": args.width} if args.width and model_name.startswith("preact") else {}
     if args.cross_device_bn:
@@ -142,7 +142,8 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
         images = normalize(images, CIFAR_MEAN, CIFAR_STD, DTYPES[dtype])
         return {"image": images, "label": batch["label"]}
 
-    step = parallel.make_train_step(spec, mesh, preprocess=preprocess)
+    step = parallel.make_train_step(functools.partial(mixup_step, config=spec), mesh,
+                                    preprocess=preprocess)
     rng = np.random.default_rng(0)
     device_batch = parallel.shard_batch({
         "image": rng.integers(0, 256, shape, dtype=np.uint8),
@@ -165,8 +166,6 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
     run_on_device_batch = step_runner(step, holder, device_batch, key)
     run_on_device_batch(args.warmup)
     jax.block_until_ready(holder["state"])
-    if prepare_only:
-        return run_on_device_batch
     times = time_windows(run_on_device_batch, args.steps, args.windows)
     median = statistics.median(times)
     step_model_flops = batch_size * model_flops.train_flops_per_example(
@@ -318,17 +317,6 @@ def torch_reference(mode: str, batch_size: int, args, env: dict[str, str],
             "device": args.torch_device, **allocator}
 
 
-def load_legacy_mixing():
-    """scripts/legacy_mixing.py: the old conds and jax.random.beta, for --legacy."""
-    import importlib.util
-
-    path = pathlib.Path(__file__).resolve().parent / "legacy_mixing.py"
-    spec = importlib.util.spec_from_file_location("legacy_mixing", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="preactresnet18")
@@ -355,13 +343,13 @@ def parse_args(argv=None):
                         help="PyTorch device for the reference, e.g. cuda (default cpu)")
     parser.add_argument("--peak-tflops", type=float, default=0.0,
                         help="dense peak TFLOP/s of one device for the MFU (0: look the device "
-                             "kind up in mmix_jax.flops.PEAK_FLOPS; unknown there: no MFU)")
+                             "kind up in mmix_jax.evaluation.flops.PEAK_FLOPS; unknown there: no MFU)")
     parser.add_argument("--profile-dir", default="",
                         help="write a jax.profiler trace of one extra window per case here")
     parser.add_argument("--cpu-devices", type=int, default=0,
                         help="split the CPU into this many JAX devices (0: JAX's default)")
     parser.add_argument("--cpu-tuning", action="store_true",
-                        help="apply mmix_jax.host.CPU_TUNING_XLA_FLAGS")
+                        help="apply mmix_jax.harness.host.CPU_TUNING_XLA_FLAGS")
     parser.add_argument("--cross-device-bn", action="store_true",
                         help="BatchNorm statistics over the global batch (as one device computes)")
     parser.add_argument("--wrapped", action="store_true",
@@ -369,10 +357,6 @@ def parse_args(argv=None):
                              "mmix_jax.mixable, and print wrapped / native step time")
     parser.add_argument("--nnx", action="store_true",
                         help="also print the NNX / Linen step-time ratio of a 3×1024 MLP")
-    parser.add_argument("--legacy", action="store_true",
-                        help="also time each mixing mode with the old mixing (a lax.cond per "
-                             "point, jax.random.beta's loop; scripts/legacy_mixing.py) and "
-                             "print new / old step time")
     parser.add_argument("--smoke", action="store_true",
                         help="a tiny PreActResNet18 (width 4, 16x16), 2 steps: checks the harness")
     args = parser.parse_args(argv)
@@ -410,17 +394,6 @@ def main(argv=None) -> int:
                 if args.nnx:
                     for mode in by_mode:
                         print(json.dumps(nnx_vs_linen(mode, batch_size, args)), flush=True)
-                if args.legacy:
-                    for mode, ours in by_mode.items():
-                        if mode == "erm":
-                            continue
-                        with load_legacy_mixing().legacy_mixing():
-                            line = benchmark_case(model_name, mode, batch_size, dtype, args)
-                        print(json.dumps({**line, "mixing": "legacy"}), flush=True)
-                        print(json.dumps({
-                            "case": "ratio", "model": model_name, "mode": mode,
-                            "batch": batch_size, "dtype": dtype, "new_over_legacy_step_time":
-                                ours["step_s_median"] / line["step_s_median"]}), flush=True)
                 if "erm" in by_mode and "manifold" in by_mode:
                     print(json.dumps({
                         "case": "ratio", "model": model_name, "batch": batch_size, "dtype": dtype,

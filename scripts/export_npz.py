@@ -13,7 +13,7 @@ import tempfile
 import ml_collections
 import numpy as np
 
-from mmix_jax.data import read_tfds
+from mmix_jax.data.datasets import read_tfds
 
 
 def main() -> None:

@@ -34,10 +34,11 @@ import numpy as np
 SCRIPTS = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(SCRIPTS.parent))
 
-from mmix_jax import flops as model_flops, parallel  # noqa: E402
+from mmix_jax import parallel  # noqa: E402
+from mmix_jax.evaluation import flops as model_flops  # noqa: E402
 from mmix_jax.models import DTYPES, get_model  # noqa: E402
 from mmix_jax.optim import paper_sgd, step_schedule  # noqa: E402
-from mmix_jax.semi_supervised import SemiSupervisedSpec  # noqa: E402
+from mmix_jax.semi_supervised import SemiSupervisedSpec, paired_ssl_step  # noqa: E402
 from mmix_jax.state import create_train_state  # noqa: E402
 
 
@@ -68,7 +69,8 @@ def ssl_case(batch_size: int, dtype: str, args) -> dict:
                                      DTYPES[dtype])
         return {**batch, "image": images}
 
-    step = parallel.make_ssl_train_step(spec, mesh, preprocess=preprocess)
+    step = parallel.make_train_step(paired_ssl_step(spec), mesh,
+                                    preprocess=parallel.each_part(preprocess))
     rng = np.random.default_rng(0)
     batch = parallel.shard_batch({
         "labeled": {"image": rng.integers(0, 256, shape, dtype=np.uint8),
@@ -146,7 +148,8 @@ def run_case(kind: str, params: dict, args) -> dict:
 
 def ratios(lines: list[dict]) -> list[dict]:
     """Manifold/ERM per shape, and ours over PyTorch's best for each mode and shape."""
-    steps = {(l["mode"], l["batch"], l["dtype"]): l for l in lines if l.get("case") == "step"}
+    steps = {(line["mode"], line["batch"], line["dtype"]): line for line in lines
+             if line.get("case") == "step"}
     torch_best: dict[tuple, float] = {}
     for line in lines:
         if line.get("case") == "torch" and "images_per_s" in line:

@@ -59,14 +59,15 @@ def step_rate(size: int, batch: int, steps: int, width: int) -> dict:
     from mmix_jax.models.preact_resnet import preact_resnet
     from mmix_jax.optim import OptimizerSpec, make_optimizer
     from mmix_jax.state import create_train_state
+    from mmix_jax.step import mixup_step
 
     model = preact_resnet(50, num_classes=1000, width=width, stem_type="imagenet")
     tx, _ = make_optimizer(OptimizerSpec(learning_rate=0.1, milestones=(30,)), 100)
     images = jnp.zeros((batch, size, size, 3), jnp.float32)
     state = create_train_state(model, tx, jax.random.key(0), images, init="torch")
     mesh = parallel.make_mesh(jax.devices()[:1])
-    step = parallel.make_train_step(MixSpec(num_classes=1000, alpha=0.2, mix_layers=(0, 1, 2),
-                                            loss="soft_ce"), mesh)
+    step = parallel.make_train_step(functools.partial(mixup_step, config=MixSpec(
+        num_classes=1000, alpha=0.2, mix_layers=(0, 1, 2), loss="soft_ce")), mesh)
     batch_arrays = parallel.shard_batch({"image": np.zeros((batch, size, size, 3), np.float32),
                                          "label": np.zeros(batch, np.int32)}, mesh)
     state = parallel.replicate(state, mesh)

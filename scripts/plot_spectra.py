@@ -16,7 +16,7 @@ import json
 import pathlib
 import sys
 
-from mmix_jax import figures
+from mmix_jax.harness import figures
 
 
 def load(run: pathlib.Path) -> dict:

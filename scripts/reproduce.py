@@ -29,10 +29,16 @@ import sys
 from typing import Any, Iterable
 
 import numpy as np
-
 import robustness_report  # noqa: E402  (scripts/robustness_report.py)
-from mmix_jax.methods import (SEMI_SUPERVISED_TITLES, TITLES, semi_supervised_label,
-                              semi_supervised_title, title_of, uses_ict_settings)
+
+from mmix_jax.harness.methods import (
+    SEMI_SUPERVISED_TITLES,
+    TITLES,
+    semi_supervised_label,
+    semi_supervised_title,
+    title_of,
+    uses_ict_settings,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -253,7 +259,7 @@ def study_table(rows: list[dict[str, Any]]) -> str:
 
 def write_study(name: str, runs: list[pathlib.Path], device: str, docs: pathlib.Path) -> str:
     """docs/results/NAME.json and docs/figures/NAME_*.png from the runs; returns the tables."""
-    from mmix_jax import figures
+    from mmix_jax.harness import figures
 
     pairs = sorted(((study_row(run, device), run) for run in runs), key=lambda p: (
         p[0]["train_size"] or 0, METHOD_ORDER.index(p[0]["method"]), p[0]["seed"]))
@@ -279,7 +285,7 @@ def write_study(name: str, runs: list[pathlib.Path], device: str, docs: pathlib.
 def train(config: str, root: pathlib.Path, extra: list[str]) -> pathlib.Path:
     name = config.split("/")[-1].replace(".py", "").replace(":", "_").replace(",", "_")
     workdir = root / name
-    command = [sys.executable, "-m", "mmix_jax.main", f"--config={config}",
+    command = [sys.executable, "-m", "mmix_jax.harness.main", f"--config={config}",
                f"--workdir={workdir}", *extra]
     print("running:", " ".join(command), file=sys.stderr)
     subprocess.run(command, cwd=ROOT, check=True)

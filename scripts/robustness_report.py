@@ -63,7 +63,7 @@ def figures(name: str, pairs: list[tuple[dict[str, Any], pathlib.Path]], docs: p
             methods: list[str]) -> None:
     """docs/figures/NAME_reliability.png, _rotation.png and _confidence.png from the runs'
     evaluation.json (the reliability and confidence panels: the lowest seed per method)."""
-    from mmix_jax import figures as draw
+    from mmix_jax.harness import figures as draw
 
     evaluations = [(row, json.loads((run / "evaluation.json").read_text()))
                    for row, run in pairs if (run / "evaluation.json").exists()]

@@ -20,8 +20,8 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mmix_jax import figures  # noqa: E402
-from mmix_jax.methods import semi_supervised_label  # noqa: E402
+from mmix_jax.harness import figures  # noqa: E402
+from mmix_jax.harness.methods import semi_supervised_label  # noqa: E402
 
 
 def label_of(config: dict) -> str:

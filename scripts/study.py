@@ -36,7 +36,7 @@ class Run:
 
     def command(self, workdir: pathlib.Path, extra: list[str]) -> list[str]:
         flags = [f"--config.{key}={value}" for key, value in self.overrides]
-        return [sys.executable, "-m", "mmix_jax.main", f"--config={self.config}",
+        return [sys.executable, "-m", "mmix_jax.harness.main", f"--config={self.config}",
                 f"--workdir={workdir}", *flags, *extra]
 
 
@@ -240,7 +240,7 @@ def run_all(runs: list[Run], root: pathlib.Path, parallel: int, extra: list[str]
             pending = []
             for process, _, _ in active.values():
                 process.terminate()
-        for name, (process, started, run) in list(active.items()):
+        for name, (process, started, _) in list(active.items()):
             if process.poll() is not None:
                 add_wall_time(root / name, time.time() - started, process.returncode)
                 print(f"ended {name}: rc {process.returncode}, {time.time() - started:.0f} s",

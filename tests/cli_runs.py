@@ -1,4 +1,4 @@
-"""Helpers for tests that run `python -m mmix_jax.main` in subprocesses."""
+"""Helpers for tests that run `python -m mmix_jax.harness.main` in subprocesses."""
 
 import os
 import pathlib
@@ -23,7 +23,7 @@ SHORT_RUN = ["--config=configs/default.py:manifold", "--config.num_epochs=10",
 def command(workdir, *extra, kill_during_save=None):
     """The short run's command; with `kill_during_save=STEP` through the test seam that
     SIGKILLs the process once the save of STEP has started (tests/kill_during_save.py)."""
-    entry = (["-m", "mmix_jax.main"] if kill_during_save is None else
+    entry = (["-m", "mmix_jax.harness.main"] if kill_during_save is None else
              [str(ROOT / "tests" / "kill_during_save.py"), str(kill_during_save)])
     return [sys.executable, *entry, *SHORT_RUN, f"--workdir={workdir}", *extra]
 

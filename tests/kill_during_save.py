@@ -5,7 +5,7 @@ import os
 import signal
 import sys
 
-from mmix_jax import checkpoint, main
+from mmix_jax.harness import checkpoint, main
 
 KILL_AT = int(sys.argv.pop(1))
 _save = checkpoint.Checkpoints.save

@@ -4,7 +4,7 @@ order ("SEAM sigterm", "SEAM evaluate", "SEAM save STEP"): what a preempted run 
 
 import sys
 
-from mmix_jax import checkpoint, main, preemption, train
+from mmix_jax.harness import checkpoint, main, preemption, train
 
 _handle, _save, _evaluate = (preemption.Preemption._handle, checkpoint.Checkpoints.save,
                              train.evaluate_dataset)

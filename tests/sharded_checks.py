@@ -3,6 +3,7 @@
 usage: python tests/sharded_checks.py CHECK [ARGS]   (XLA_FLAGS sets the device count)
 """
 
+import functools
 import sys
 
 import jax
@@ -43,7 +44,7 @@ def erm_equivalence():
     single_model = get_model("preactresnet18", num_classes=5, width=4)
     spec = MixSpec(num_classes=5, mix_layers=())
     mesh = parallel.make_mesh()
-    step = parallel.make_train_step(spec, mesh, donate=False)
+    step = parallel.make_train_step(functools.partial(mixup_step, config=spec), mesh, donate=False)
     sharded_state = parallel.replicate(state, mesh)
     single_state = state.replace(apply_fn=single_model.apply)
     single = jax.jit(lambda s, b, r: mixup_step(s, b, r, config=spec))
@@ -100,7 +101,7 @@ def mixing_by_hand():
     spec = MixSpec(num_classes=5, alpha=2.0, mix_layers=(0, 1, 2))
     mesh = parallel.make_mesh()
     devices = mesh.devices.size
-    step = parallel.make_train_step(spec, mesh, donate=False)
+    step = parallel.make_train_step(functools.partial(mixup_step, config=spec), mesh, donate=False)
     rng = jax.random.key(11)
     new_state, metrics = step(parallel.replicate(state, mesh), parallel.shard_batch(batch, mesh), rng)
 
@@ -148,10 +149,11 @@ def mixing_by_hand():
 def save_for_restore(directory):
     """Trains two sharded steps on all devices and saves; writes the params as .npz too."""
     import ml_collections
-    from mmix_jax.checkpoint import CheckpointSettings, Checkpoints
+
+    from mmix_jax.harness.checkpoint import Checkpoints, CheckpointSettings
     _, state, batch = setup(small=True)
     mesh = parallel.make_mesh()
-    step = parallel.make_train_step(MixSpec(num_classes=5), mesh)
+    step = parallel.make_train_step(functools.partial(mixup_step, config=MixSpec(num_classes=5)), mesh)
     state = parallel.replicate(state, mesh)
     for i in range(2):
         state, _ = step(state, parallel.shard_batch(batch, mesh), jax.random.key(i))
@@ -167,7 +169,7 @@ def save_for_restore(directory):
 
 def restore_elsewhere(directory):
     """Restores the checkpoint onto this process's devices and compares with the .npz."""
-    from mmix_jax.checkpoint import CheckpointSettings, Checkpoints, abstract_like
+    from mmix_jax.harness.checkpoint import Checkpoints, CheckpointSettings, abstract_like
     _, state, _ = setup(small=True)
     mesh = parallel.make_mesh()
     checkpoints = Checkpoints(directory, CheckpointSettings(best_metric=None))
@@ -178,7 +180,7 @@ def restore_elsewhere(directory):
     for path, leaf in jax.tree_util.tree_flatten_with_path(restored.params)[0]:
         assert len(leaf.sharding.device_set) == jax.device_count()
         np.testing.assert_array_equal(np.asarray(leaf), expected[jax.tree_util.keystr(path)])
-    step = parallel.make_train_step(MixSpec(num_classes=5), mesh)
+    step = parallel.make_train_step(functools.partial(mixup_step, config=MixSpec(num_classes=5)), mesh)
     _, batch = setup(small=True)[1:]
     restored, metrics = step(restored, parallel.shard_batch(batch, mesh), jax.random.key(5))
     assert np.isfinite(float(metrics["loss"]))
@@ -195,7 +197,8 @@ def wrapped_equals_native():
     wrapped = mixable(PlainPreActResNet18(num_classes=5, width=4),
                       points=("stages_0", "stages_1", "stages_2"))
     mesh = parallel.make_mesh()
-    step = parallel.make_train_step(MixSpec(num_classes=5), mesh, donate=False)
+    step = parallel.make_train_step(functools.partial(mixup_step, config=MixSpec(num_classes=5)),
+                                    mesh, donate=False)
     native_state = parallel.replicate(state, mesh)
     wrapped_state = parallel.replicate(state.replace(apply_fn=wrapped.apply), mesh)
     for i in range(3):
@@ -218,7 +221,7 @@ def ssl_by_hand(targets="self", sharded=True, target_gradient="stop"):
     plain step (no shard_map, one batch)."""
     import functools
 
-    from mmix_jax.semi_supervised import SemiSupervisedSpec, draws, ssl_mixup_step
+    from mmix_jax.semi_supervised import SemiSupervisedSpec, draws, paired_ssl_step, ssl_mixup_step
     from mmix_jax.state import with_teacher
 
     classes, local_l, local_u = 5, 4, 6
@@ -239,7 +242,7 @@ def ssl_by_hand(targets="self", sharded=True, target_gradient="stop"):
     state = state.replace(step=jnp.asarray(4, jnp.int32))  # w = 30·exp(−5·0.36)
     rng = jax.random.key(5)
     if sharded:
-        step = parallel.make_ssl_train_step(spec, mesh, donate=False)
+        step = parallel.make_train_step(paired_ssl_step(spec), mesh, donate=False)
         new_state, metrics = step(parallel.replicate(state, mesh), parallel.shard_batch(
             {"labeled": labeled, "unlabeled": unlabeled}, mesh), rng)
     else:

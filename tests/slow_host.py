@@ -10,7 +10,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from mmix_jax.coordination import process_zero_first
+from mmix_jax.data.coordination import process_zero_first
 from mmix_jax.errors import DataError
 
 port, process_id, sleep_s = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])

@@ -7,15 +7,37 @@ always gives the same split and the splits never overlap.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Optional
 
 import numpy as np
 
 from mmix_jax.data.pipeline import ArrayDataset
+from mmix_jax.data.zca import ZCA
 from mmix_jax.errors import DataError
 
 # Distinct streams of the seed for each kind of split, so that they do not coincide.
 TEST_STREAM, VALIDATION_STREAM, LABELED_STREAM = 0x7e57, 0x7a11d, 0x1abe1
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """Train and test splits; images uint8 with per-channel `mean`/`std` (in [0, 1] units) for
+    image data, raw float features (mean/std None) otherwise."""
+
+    train: ArrayDataset
+    test: ArrayDataset
+    num_classes: int
+    mean: Optional[tuple[float, ...]] = None
+    std: Optional[tuple[float, ...]] = None
+    validation: Optional[ArrayDataset] = None
+    unlabeled: Optional[ArrayDataset] = None
+    zca: Optional[ZCA] = None
+
+    @property
+    def is_image_data(self) -> bool:
+        return self.mean is not None
 
 
 def split_per_class(dataset: ArrayDataset, per_class: int, num_classes: int, seed: int,

@@ -18,7 +18,7 @@ import numpy as np
 from mmix_jax.data.host_transforms import inception_crop
 from mmix_jax.data.pipeline import ArrayDataset
 from mmix_jax.data.records import NpzRecords, RecordDataset, TfdsRecords
-from mmix_jax.data.splits import LABELED_STREAM, VALIDATION_STREAM, split_per_class
+from mmix_jax.data.splits import LABELED_STREAM, VALIDATION_STREAM, Splits, split_per_class
 from mmix_jax.data.tfds_source import IMAGE_SOURCES, channel_statistics, check_split
 from mmix_jax.errors import DataError
 
@@ -81,7 +81,6 @@ def _sources(spec: Any, builder: Any) -> tuple[Any, Optional[Any]]:
 def load_streaming(spec: Any, num_classes: int, seed: int, builder: Any = None):
     """Splits whose `train` is a RecordDataset (see the module docstring); `builder` is the
     prepared TFDS builder for TFDS data."""
-    from mmix_jax.data import Splits  # the dataclass lives with the in-memory loader
 
     if spec.unlabeled:
         raise DataError("config.data.streaming covers supervised runs; a semi-supervised run "

@@ -3,10 +3,27 @@ two moons, the semi-supervised toy of the ICT paper's Figure 1."""
 
 from __future__ import annotations
 
+import chex
 import numpy as np
 
 from mmix_jax.data.pipeline import ArrayDataset
-from mmix_jax.separation import grid_points, nearest_distance
+
+
+def grid_points(grid_axis: np.ndarray) -> np.ndarray:
+    """The square grid's points [G·G, 2] in the row-major (y, x) order of
+    `np.meshgrid(grid_axis, grid_axis)` flattened: the layout of `classes` below."""
+    return np.stack(np.meshgrid(grid_axis, grid_axis), axis=-1).reshape(-1, 2)
+
+
+def nearest_distance(points: np.ndarray, others: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Each point's [N] distance to the nearest of `others` [M, D] (inf where M = 0), computed
+    `chunk` points at a time so that memory stays at chunk × M."""
+    chex.assert_rank([points, others], 2)
+    if others.shape[0] == 0:
+        return np.full(points.shape[0], np.inf, np.float32)
+    nearest = [np.sqrt(((points[i:i + chunk, None, :] - others[None]) ** 2).sum(-1)).min(1)
+               for i in range(0, points.shape[0], chunk)]
+    return np.concatenate(nearest)
 
 
 def two_spirals(num_points: int, *, noise: float, turns: float, seed: int) -> ArrayDataset:

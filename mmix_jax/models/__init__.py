@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax.numpy as jnp
@@ -13,8 +14,8 @@ from mmix_jax.models.preact_resnet import PreActResNet, preact_resnet
 from mmix_jax.models.wide_resnet import WideResNet
 
 _REGISTRY: dict[str, Callable[..., MixableModel]] = {
-    **{f"preactresnet{d}": (lambda d: lambda **kw: preact_resnet(d, **kw))(d)
-       for d in (18, 34, 50, 101, 152)},
+    **{f"preactresnet{depth}": functools.partial(preact_resnet, depth)
+       for depth in (18, 34, 50, 101, 152)},
     "wrn": WideResNet,
     # The Manifold Mixup code's WRN-28-10 (wide_resnet.py: "authors" style), and the standard one.
     "wrn28_10": lambda **kw: WideResNet(depth=28, widen_factor=10, style="authors", **kw),

@@ -29,7 +29,6 @@ import jax.numpy as jnp
 
 from mmix_jax.models.base import Dtype, MixableModel, Stage, batch_norm, conv
 
-
 STYLES = ("standard", "authors")
 ACTIVATIONS = {"relu": nn.relu, "leaky_relu": lambda x: nn.leaky_relu(x, 0.01)}
 

@@ -1,0 +1,111 @@
+"""mixable(): an unmodified Linen model with mix points, checked against our native models."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_parallel import sharded_check
+
+from mmix_jax.errors import MixPointError
+from mmix_jax.models import get_model
+from mmix_jax.models.plain import PlainPreActResNet18
+from mmix_jax.wrap import mixable
+
+POINTS = ("stages_0", "stages_1", "stages_2")  # = our PreActResNet18's mix points 1, 2, 3
+
+
+@pytest.fixture(scope="module")
+def models():
+    native = get_model("preactresnet18", num_classes=10, width=4)
+    wrapped = mixable(PlainPreActResNet18(num_classes=10, width=4), points=POINTS)
+    x = jax.random.normal(jax.random.key(0), (6, 8, 8, 3))
+    variables = jax.jit(lambda key: native.init(key, x, train=False))(jax.random.key(1))
+    return native, wrapped, variables, x
+
+
+def test_wrapped_model_takes_the_original_variables_exactly(models):
+    native, wrapped, variables, x = models
+    own = jax.eval_shape(lambda: wrapped.init(jax.random.key(1), x, train=False))
+    plain = jax.eval_shape(lambda: PlainPreActResNet18(num_classes=10, width=4).init(
+        jax.random.key(1), x, train=False))
+    assert jax.tree.structure(own) == jax.tree.structure(plain) == jax.tree.structure(variables)
+    assert wrapped.num_mix_points == native.num_mix_points == 4
+
+
+def test_forward_and_gradient_equal_the_native_model_for_every_k(models):
+    native, wrapped, variables, x = models
+    perm, lam = jnp.array([3, 2, 5, 0, 1, 4]), jnp.float32(0.3)
+
+    def loss(params, model, k):
+        mix = {} if k is None else dict(mix_layer=k, perm=perm, lam=lam)
+        logits, _ = model.apply(dict(variables, params=params), x, train=True,
+                                mutable=["batch_stats"], **mix)
+        return jnp.sum(jax.nn.log_softmax(logits)[:, 0]), logits
+
+    grad = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)
+    plain = None
+    for k in (None, 0, 1, 2, 3):  # a traced k: one compile per model for all four points
+        traced = None if k is None else jnp.int32(k)
+        (_, ours), grads = grad(variables["params"], native, traced)
+        (_, theirs), wrapped_grads = grad(variables["params"], wrapped, traced)
+        np.testing.assert_allclose(theirs, ours, rtol=1e-6, atol=1e-6, err_msg=f"k={k}")
+        for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(wrapped_grads)):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=f"k={k}")
+        if k is None:
+            plain = ours
+        else:  # mixing changed the output: not a comparison of two ERM passes
+            assert not np.allclose(plain, ours)
+
+
+def test_a_traced_k_compiles_once_and_states_are_sown(models):
+    _, wrapped, variables, x = models
+    perm, lam = jnp.arange(6)[::-1], jnp.float32(0.5)
+    forward = jax.jit(lambda k: wrapped.apply(variables, x, train=False, mix_layer=k, perm=perm,
+                                              lam=lam, mutable=["intermediates"]))
+    for k in range(4):
+        _, sown = forward(jnp.int32(k))
+    assert forward._cache_size() == 1
+    assert sorted(sown["intermediates"]) == [f"mix_point_{i}" for i in range(4)]
+    # At the mixed point (k = 3) the sown state is the mix of the unmixed one.
+    _, plain = wrapped.apply(variables, x, train=False, mutable=["intermediates"])
+    h = plain["intermediates"]["mix_point_3"][0]
+    np.testing.assert_allclose(sown["intermediates"]["mix_point_3"][0],
+                               0.5 * h + 0.5 * h[perm], rtol=1e-5, atol=1e-6)
+
+
+def test_mixup_step_on_eight_devices_trains_the_wrapped_model_like_the_native_one():
+    assert "wrapped == native" in sharded_check("wrapped_equals_native")
+
+
+class Shared(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+        dense = nn.Dense(16, name="twice")
+        return nn.Dense(3, name="out")(dense(jax.nn.relu(dense(x.reshape(x.shape[0], -1)))))
+
+
+class Pair(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return x, x
+
+
+class WithPair(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        a, _ = Pair(name="pair")(x)
+        return nn.Dense(2, name="head")(a)
+
+
+@pytest.mark.parametrize("model, points, message", [
+    (Shared(), ("missing",), r"\['missing'\] are not submodules .* paths are: \['out', 'twice'\]"),
+    (Shared(), ("twice",), "'twice' was called 2 times in one forward pass"),
+    (WithPair(), ("pair",), "'pair' returns tuple, not a batch-major array"),
+])
+def test_bad_points_are_named(model, points, message):
+    x = jnp.ones((2, 4, 4, 1)) if isinstance(model, Shared) else jnp.ones((2, 4))
+    with pytest.raises(MixPointError, match=message):
+        mixable(model, points).init(jax.random.key(0), x)
+    with pytest.raises(MixPointError, match="give a sequence of paths"):
+        mixable(model, "pair")
