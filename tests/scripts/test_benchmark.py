@@ -13,37 +13,6 @@ from blocked_imports import run_blocked
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def test_benchmark_smoke_lines_are_well_formed():
-    result = subprocess.run([sys.executable, "scripts/benchmark.py", "--smoke", "--pipeline",
-                             "--modes", "erm,manifold"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    cases = [line["case"] for line in lines]
-    assert cases == ["environment", "step", "step", "ratio"]
-    for line in lines[1:3]:
-        assert line["mode"] in ("erm", "manifold") and line["batch"] == 8
-        assert line["step_s_min"] <= line["step_s_median"] <= line["step_s_max"]
-        assert line["images_per_s"] > 0 and line["pipeline_images_per_s"] > 0
-        assert line["compile_s"] > 0 and line["jax"] and line["device_kind"]
-        # No peak is known for a CPU and none was given: model FLOP/s but no utilisation.
-        assert line["model_tflops_per_s"] > 0 and line["mfu"] is None
-    assert lines[3]["manifold_over_erm_step_time"] > 0
-
-
-def test_benchmark_smoke_on_two_tuned_cpu_devices_reports_them():
-    result = subprocess.run([sys.executable, "scripts/benchmark.py", "--smoke", "--modes", "manifold",
-                             "--cpu-devices", "2", "--cpu-tuning", "--cross-device-bn"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [line["case"] for line in lines] == ["environment", "step"]
-    assert lines[0]["devices"] == ["cpu", "cpu"]
-    assert "--xla_cpu_multi_thread_eigen=false" in lines[0]["xla_flags"]
-    step = lines[1]
-    assert step["devices"] == 2 and step["cross_device_bn"] is True and step["images_per_s"] > 0
-
-
 FAKE_REFERENCE = """
 import json, os, sys
 print("warming up")
@@ -52,48 +21,100 @@ print(json.dumps({"impl": "fake", "mode": sys.argv[sys.argv.index("--mode") + 1]
 """
 
 
-def test_benchmark_runs_the_reference_with_and_without_glibc_tunables(tmp_path):
-    """--torch-malloc both: the reference runs once in this environment and once without
-    GLIBC_TUNABLES, and each ratio line names the environment its reference ran in."""
-    fake = tmp_path / "fake_reference.py"
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One smoke run of scripts/benchmark.py with every optional part (each compile of the
+    smoke model costs seconds, so the tests below share it): two tuned CPU devices with
+    cross-device BatchNorm, the host input path, a given peak, a trace, the wrapped model, the
+    NNX ratio, and a stand-in reference run with and without GLIBC_TUNABLES. Returns
+    (JSON lines, the trace folder)."""
+    tmp = tmp_path_factory.mktemp("benchmark")
+    fake = tmp / "fake_reference.py"
     fake.write_text(FAKE_REFERENCE)
     env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.hugetlb=1")
-    result = subprocess.run([sys.executable, "scripts/benchmark.py", "--smoke", "--modes", "manifold",
-                             "--torch", "--torch-ref", str(fake), "--torch-malloc", "both"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    result = subprocess.run(
+        [sys.executable, "scripts/benchmark.py", "--smoke", "--modes", "erm,manifold",
+         "--cpu-devices", "2", "--cpu-tuning", "--cross-device-bn", "--pipeline",
+         "--peak-tflops", "0.5", "--profile-dir", str(tmp / "traces"), "--wrapped", "--nnx",
+         "--torch", "--torch-ref", str(fake), "--torch-malloc", "both"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [line["case"] for line in lines] == ["environment", "step", "torch", "ratio", "torch", "ratio"]
-    step = lines[1]
-    assert step["glibc_tunables"] == "glibc.malloc.hugetlb=1"
-    same, default = lines[2], lines[4]
-    assert same["seen_tunables"] == same["glibc_tunables"] == "glibc.malloc.hugetlb=1"
-    assert default["seen_tunables"] == default["glibc_tunables"] == ""
-    for reference, ratio in ((same, lines[3]), (default, lines[5])):
-        assert ratio["torch_glibc_tunables"] == reference["glibc_tunables"]
-        assert ratio["same_model"] is False  # the smoke model is 4 wide, the reference 64
-        assert ratio["ours_over_torch_images_per_s"] == pytest.approx(step["images_per_s"] / 100.0)
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")], tmp
 
 
-def test_benchmark_reports_model_flops_mfu_and_writes_a_trace(tmp_path):
+def of_case(lines, case, **match):
+    return [line for line in lines
+            if line["case"] == case and all(line.get(k) == v for k, v in match.items())]
+
+
+def test_benchmark_lines_come_in_order_on_two_tuned_cpu_devices(smoke_run):
+    lines, _ = smoke_run
+    assert lines[0]["case"] == "environment" and lines[0]["devices"] == ["cpu", "cpu"]
+    assert "--xla_cpu_multi_thread_eigen=false" in lines[0]["xla_flags"]
+    native = of_case(lines, "step", wrapped=False)
+    assert [line["mode"] for line in native] == ["erm", "manifold"]
+    for line in native:
+        assert line["batch"] == 8 and line["devices"] == 2 and line["cross_device_bn"] is True
+        assert line["step_s_min"] <= line["step_s_median"] <= line["step_s_max"]
+        assert line["images_per_s"] > 0 and line["pipeline_images_per_s"] > 0
+        assert line["compile_s"] > 0 and line["jax"] and line["device_kind"]
+    [ratio] = [line for line in of_case(lines, "ratio") if "manifold_over_erm_step_time" in line]
+    assert ratio["manifold_over_erm_step_time"] == pytest.approx(
+        native[1]["step_s_median"] / native[0]["step_s_median"])
+
+
+def test_benchmark_reports_model_flops_mfu_and_writes_a_trace(smoke_run):
     """Model FLOPs are the smoke model's train FLOPs × batch; the MFU divides the achieved model
-    FLOP/s by the given peak; --profile-dir leaves a trace of one extra window."""
+    FLOP/s by the given peak of every device (2 here); --profile-dir leaves a trace of one extra
+    window."""
     from mmix_jax.evaluation import flops
     from mmix_jax.models import get_model
 
-    result = subprocess.run([sys.executable, "scripts/benchmark.py", "--smoke", "--modes", "erm",
-                             "--peak-tflops", "0.5", "--profile-dir", str(tmp_path)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    step = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")][1]
+    lines, tmp = smoke_run
+    step = of_case(lines, "step", wrapped=False, mode="erm")[0]
     smoke_model = get_model("preactresnet18", num_classes=10, width=4)
-    assert step["model_flops_per_step"] == 8 * 3 * flops.forward_flops_per_example(smoke_model, (16, 16, 3))
+    assert step["model_flops_per_step"] == 8 * 3 * flops.forward_flops_per_example(
+        smoke_model, (16, 16, 3))
     assert step["model_tflops_per_s"] == pytest.approx(
         step["model_flops_per_step"] / step["step_s_median"] / 1e12)
     assert step["peak_tflops_per_device"] == 0.5
-    assert step["mfu"] == pytest.approx(step["model_tflops_per_s"] / 0.5)
+    assert step["mfu"] == pytest.approx(step["model_tflops_per_s"] / (0.5 * 2))
     traces = list(pathlib.Path(step["profile_dir"]).rglob("*.xplane.pb"))
-    assert pathlib.Path(step["profile_dir"]).parent == tmp_path and traces, step["profile_dir"]
+    assert pathlib.Path(step["profile_dir"]).parent == tmp / "traces" and traces
+    # Without --peak-tflops a CPU has no known peak: model FLOP/s, but no utilisation.
+    assert flops.peak_flops_per_s("cpu", "float32") is None
+
+
+def test_benchmark_runs_the_reference_with_and_without_glibc_tunables(smoke_run):
+    """--torch-malloc both: the reference runs once in this environment and once without
+    GLIBC_TUNABLES, and each ratio line names the environment its reference ran in."""
+    lines, _ = smoke_run
+    for mode in ("erm", "manifold"):
+        step = of_case(lines, "step", wrapped=False, mode=mode)[0]
+        assert step["glibc_tunables"] == "glibc.malloc.hugetlb=1"
+        same, default = of_case(lines, "torch", mode=mode)
+        assert same["seen_tunables"] == same["glibc_tunables"] == "glibc.malloc.hugetlb=1"
+        assert default["seen_tunables"] == default["glibc_tunables"] == ""
+        ratios = [line for line in of_case(lines, "ratio", mode=mode)
+                  if "ours_over_torch_images_per_s" in line]
+        assert [r["torch_glibc_tunables"] for r in ratios] == ["glibc.malloc.hugetlb=1", ""]
+        for ratio in ratios:
+            assert ratio["same_model"] is False  # the smoke model is 4 wide, the reference 64
+            assert ratio["ours_over_torch_images_per_s"] == pytest.approx(
+                step["images_per_s"] / 100.0)
+
+
+def test_benchmark_prints_the_wrapped_and_nnx_ratios(smoke_run):
+    lines, _ = smoke_run
+    for mode in ("erm", "manifold"):
+        native = of_case(lines, "step", wrapped=False, mode=mode)[0]
+        wrapped = of_case(lines, "step", wrapped=True, mode=mode)[0]
+        [ratio] = [line for line in of_case(lines, "ratio", mode=mode)
+                   if "wrapped_over_native_step_time" in line]
+        assert ratio["wrapped_over_native_step_time"] == pytest.approx(
+            wrapped["step_s_median"] / native["step_s_median"])
+    nnx = [line for line in lines if "nnx_over_linen_step_time" in line]
+    assert len(nnx) == 2 and all(line["nnx_over_linen_step_time"] > 0 for line in nnx)
 
 
 FAKE_TORCH = """
@@ -189,21 +210,6 @@ def test_the_pytorch_reference_is_our_preactresnet18():
     assert sum(p.numel() for p in model.parameters()) == 11_171_146
     logits = model(torch.zeros(2, 3, 32, 32), 1, torch.tensor([1, 0]), 0.5)
     assert tuple(logits.shape) == (2, 10)
-
-
-def test_benchmark_prints_the_wrapped_and_nnx_ratios():
-    result = subprocess.run([sys.executable, "scripts/benchmark.py", "--smoke", "--modes",
-                             "manifold", "--wrapped", "--nnx"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    steps = [line for line in lines if line["case"] == "step"]
-    assert [line["wrapped"] for line in steps] == [False, True]
-    ratios = {key: line[key] for line in lines if line["case"] == "ratio" for key in line
-              if key.endswith("_step_time")}
-    assert ratios["wrapped_over_native_step_time"] == pytest.approx(
-        steps[1]["step_s_median"] / steps[0]["step_s_median"])
-    assert ratios["nnx_over_linen_step_time"] > 0
 
 
 def test_gpu_check_smoke_covers_every_step_without_the_harness_packages(tmp_path):
