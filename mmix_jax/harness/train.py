@@ -107,8 +107,9 @@ def make_step(spec: RunSpec, splits: Splits, mesh: jax.sharding.Mesh, steps_per_
         return parallel.make_train_step(functools.partial(mixup_step, config=spec.mix), mesh,
                                         preprocess=preprocess, constants=constants)
     ssl_step = paired_ssl_step(spec.semi_supervised.step_spec(steps_per_epoch))
-    return parallel.make_train_step(ssl_step, mesh, preprocess=parallel.each_part(preprocess),
-                                    constants=constants)
+    return parallel.make_train_step(
+        ssl_step, mesh, preprocess=None if preprocess is None else parallel.each_part(preprocess),
+        constants=constants)
 
 
 def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:

