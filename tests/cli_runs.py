@@ -31,8 +31,9 @@ def command(workdir, *extra, kill_during_save=None):
 def environment(devices=None, **extra):
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path, **extra)
-    if devices:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    if devices:  # beside the session's flags (tests/conftest.py), unless `extra` replaced them
+        count = f"--xla_force_host_platform_device_count={devices}"
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {count}".strip()
     return env
 
 
@@ -99,3 +100,12 @@ def run_two_processes(argv, timeout=300):
             p.kill()
         pytest.fail(f"two-process run did not finish in {timeout} s")
     return [(p.returncode, err) for p, err in zip(processes, errors)]
+
+
+def sharded_check(name, *args, devices=8):
+    """Runs CHECK of tests/sharded_checks.py on `devices` simulated CPU devices; its stdout."""
+    result = subprocess.run([sys.executable, "tests/sharded_checks.py", name, *map(str, args)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env=environment(devices=devices))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout

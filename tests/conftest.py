@@ -6,10 +6,9 @@ import tempfile
 
 import pytest
 
-# Test helpers (cli_runs.py, sharded_checks.py) live beside the tests.
+# Test helpers (cli_runs.py, sharded_checks.py, ...) live beside the tests, in this folder.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-FASHION_MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fashion_mnist"
+from shared_data import FASHION_MNIST  # noqa: E402
 
 # One persistent XLA compilation cache for the whole session: the xdist workers and every
 # subprocess they start (CLI runs, sharded checks) inherit it, so a program compiled by one
@@ -19,6 +18,12 @@ FASHION_MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "datase
 _CACHE_VARIABLES = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.2",
                     "JAX_COMPILATION_CACHE_MAX_SIZE": str(4 << 30)}
 
+# XLA:CPU compiles the tests' programs with LLVM's cheapest settings: compiling, not running,
+# is most of a test's time here (the suite takes a quarter less). Every comparison a test makes
+# is between programs compiled alike or against a tolerance; runs outside the tests use XLA's
+# defaults.
+FAST_COMPILE_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
 
 def pytest_configure(config):
     if hasattr(config, "workerinput") or "JAX_COMPILATION_CACHE_DIR" in os.environ:
@@ -26,6 +31,7 @@ def pytest_configure(config):
     config._mmix_xla_cache = tempfile.mkdtemp(prefix="mmix_jax_tests_xla_cache_")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = config._mmix_xla_cache
     os.environ.update(_CACHE_VARIABLES)
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_XLA_FLAGS}".strip()
 
 
 def pytest_unconfigure(config):

@@ -9,6 +9,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tiny_models import tiny_plain, tiny_preact
 
 from mmix_jax import parallel
 from mmix_jax.beta import symmetric_beta
@@ -22,10 +23,10 @@ GLOBAL_BATCH = 32
 
 
 def setup(bn_axis=None, classes=5, small=False):
-    """PreActResNet18 of width 4 (BatchNorm: per device or, with `bn_axis`, across devices), or
+    """A PreActResNet of one block per stage (BatchNorm: per device or, with `bn_axis`, across devices), or
     with `small` an MLP where the check is about placement, not the network."""
     model = (get_model("mlp", num_classes=classes, widths=(16, 16)) if small else
-             get_model("preactresnet18", num_classes=classes, width=4, bn_axis=bn_axis))
+             tiny_preact(num_classes=classes, bn_axis=bn_axis))
     rng = np.random.default_rng(0)
     batch = {"image": rng.normal(size=(GLOBAL_BATCH, 8, 8, 3)).astype(np.float32),
              "label": (np.arange(GLOBAL_BATCH) % classes).astype(np.int32)}
@@ -41,7 +42,7 @@ def max_difference(a, b):
 def erm_equivalence():
     """Mixing off, cross-device BN: N devices == 1 device on the same global batch."""
     model, state, batch = setup(bn_axis=parallel.DATA_AXIS)
-    single_model = get_model("preactresnet18", num_classes=5, width=4)
+    single_model = tiny_preact(num_classes=5)
     spec = MixSpec(num_classes=5, mix_layers=())
     mesh = parallel.make_mesh()
     step = parallel.make_train_step(functools.partial(mixup_step, config=spec), mesh, donate=False)
@@ -190,11 +191,10 @@ def restore_elsewhere(directory):
 def wrapped_equals_native():
     """mixup_step on N devices: a plain Linen PreActResNet18 wrapped with `mixable` trains
     exactly as our native one from the same variables and keys."""
-    from mmix_jax.models.plain import PlainPreActResNet18
     from mmix_jax.wrap import mixable
 
     _, state, batch = setup()
-    wrapped = mixable(PlainPreActResNet18(num_classes=5, width=4),
+    wrapped = mixable(tiny_plain(num_classes=5),
                       points=("stages_0", "stages_1", "stages_2"))
     mesh = parallel.make_mesh()
     step = parallel.make_train_step(functools.partial(mixup_step, config=MixSpec(num_classes=5)),

@@ -11,6 +11,7 @@ import tarfile
 import numpy as np
 import pytest
 
+from mmix_jax.data import tfds_source
 from mmix_jax.data.datasets import (
     IMAGE_SOURCES,
     ArrayDataset,
@@ -18,20 +19,12 @@ from mmix_jax.data.datasets import (
     TrainBatches,
     eval_preprocess,
     load_dataset,
-    tfds_source,
 )
 from mmix_jax.errors import ConfigError, DataError
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from conftest import FASHION_MNIST  # noqa: E402  (the fashion_data_dir fixture is there too)
-
-FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-needs_fashion_mnist = pytest.mark.skipif(
-    not all((FASHION_MNIST / f).is_file() for f in FASHION_FILES),
-    reason=f"the original Fashion-MNIST archives are not at {FASHION_MNIST} (they sit in "
-           "../shared/datasets beside the project checkout on the CI machines)")
+from shared_data import FASHION_FILES, FASHION_MNIST, needs_fashion_mnist  # noqa: E402
 
 
 def records(images, labels):

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 from cli_runs import ROOT, environment
-from test_data_tfds import FASHION_MNIST, needs_fashion_mnist
+from shared_data import FASHION_MNIST, needs_fashion_mnist
 
 # A short Manifold Mixup run (mixing at both hidden layers) of a 2×512 MLP: 8 epochs, under a
 # minute on 2 CPU cores. The full image configs train PreActResNets; this is the budget CI has.

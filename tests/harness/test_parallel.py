@@ -12,16 +12,9 @@ from cli_runs import (
     final_params,
     run,
     run_two_processes,
+    sharded_check,
 )
-from test_data_tfds import FASHION_MNIST, needs_fashion_mnist
-
-
-def sharded_check(name, *args, devices=8):
-    result = subprocess.run([sys.executable, "tests/sharded_checks.py", name, *map(str, args)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env=environment(devices=devices))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+from shared_data import FASHION_MNIST, needs_fashion_mnist
 
 
 def test_eight_device_erm_step_equals_one_device_step_with_cross_device_batch_norm():

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_models import tiny_preact
 
 from mmix_jax.mixup import mix
 from mmix_jax.models import get_model
@@ -98,19 +99,21 @@ def test_mlp_parameter_count_by_hand():
     assert model.bottleneck_point == 4 and model.num_mix_points == 9
 
 
-# Small instances of every architecture (same code paths, fast on CPU).
+# Small instances of every architecture (same code paths, fast on CPU): PreActResNets with one
+# basic (18, 34) or bottleneck (50, 101, 152) block per stage, WRN-10-1, a bottleneck MLP.
 SMALL_MODELS = {
-    "preactresnet18": (dict(width=4), (6, 8, 8, 3)),
-    "preactresnet50": (dict(width=2), (6, 8, 8, 3)),
-    "wrn": (dict(depth=10, widen_factor=1), (6, 8, 8, 3)),
-    "mlp": (dict(widths=(16, 16), bottleneck=3), (6, 4, 4, 1)),
+    "preactresnet_basic": (lambda: tiny_preact(width=4), (6, 8, 8, 3)),
+    "preactresnet_bottleneck": (lambda: tiny_preact(width=2, bottleneck=True), (6, 8, 8, 3)),
+    "wrn": (lambda: get_model("wrn", num_classes=5, depth=10, widen_factor=1), (6, 8, 8, 3)),
+    "mlp": (lambda: get_model("mlp", num_classes=5, widths=(16, 16), bottleneck=3),
+            (6, 4, 4, 1)),
 }
 
 
 @functools.lru_cache(maxsize=None)
 def small_model(name):
-    kwargs, shape = SMALL_MODELS[name]
-    model = get_model(name, num_classes=5, **kwargs)
+    build, shape = SMALL_MODELS[name]
+    model = build()
     x = jax.random.normal(jax.random.key(1), shape)
     variables = model.init(jax.random.key(0), x, train=False)
     if "batch_stats" in variables:  # non-trivial running statistics for eval mode
@@ -199,8 +202,8 @@ def test_mix_points_sow_the_state_the_next_segment_sees():
 
 def test_bfloat16_compute_with_float32_parameters():
     x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
-    model32 = get_model("preactresnet18", num_classes=5, width=4)
-    model16 = get_model("preactresnet18", num_classes=5, width=4, dtype=jnp.bfloat16)
+    model32 = tiny_preact(width=4)
+    model16 = tiny_preact(width=4, dtype=jnp.bfloat16)
     variables = model32.init(jax.random.key(0), x, train=False)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(
         model16.init(jax.random.key(0), x, train=False)))

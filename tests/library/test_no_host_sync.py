@@ -18,13 +18,12 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from tiny_models import tiny_plain, tiny_preact
 
 import mmix_jax.nnx as mnnx
 from mmix_jax import mixup as mixup_module
 from mmix_jax import parallel
 from mmix_jax.mixup import MixDraw, MixPoint, MixSpec, maybe_mix
-from mmix_jax.models import get_model
-from mmix_jax.models.plain import PlainPreActResNet18
 from mmix_jax.semi_supervised import SemiSupervisedSpec, paired_ssl_step, ssl_mixup_step
 from mmix_jax.state import create_train_state, with_teacher
 from mmix_jax.step import mixup_loss, mixup_step
@@ -63,8 +62,8 @@ def setup():
     x = jax.random.normal(jax.random.key(0), (8, 8, 8, 3))
     batch = {"image": x, "label": jnp.arange(8, dtype=jnp.int32) % CLASSES}
     tx = optax.sgd(0.1, momentum=0.9)
-    native = get_model("preactresnet18", num_classes=CLASSES, width=4)
-    wrapped = mixable(PlainPreActResNet18(num_classes=CLASSES, width=4),
+    native = tiny_preact(num_classes=CLASSES)
+    wrapped = mixable(tiny_plain(num_classes=CLASSES),
                       points=("stages_0", "stages_1", "stages_2"))
     state = create_train_state(native, tx, jax.random.key(1), x)
     # The wrapped plain model takes our model's variables exactly (tests/library/test_wrap.py).

@@ -85,7 +85,8 @@ print("ACCURACY", results, len(jax.devices()))
 
 
 def test_public_steps_train_without_the_harness_packages():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"
+    env = dict(os.environ, XLA_FLAGS=flags.strip())
     result = run_blocked(LIBRARY_USE, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)

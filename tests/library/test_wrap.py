@@ -5,11 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_parallel import sharded_check
+from cli_runs import sharded_check
+from tiny_models import tiny_plain, tiny_preact
 
 from mmix_jax.errors import MixPointError
-from mmix_jax.models import get_model
-from mmix_jax.models.plain import PlainPreActResNet18
 from mmix_jax.wrap import mixable
 
 POINTS = ("stages_0", "stages_1", "stages_2")  # = our PreActResNet18's mix points 1, 2, 3
@@ -17,8 +16,8 @@ POINTS = ("stages_0", "stages_1", "stages_2")  # = our PreActResNet18's mix poin
 
 @pytest.fixture(scope="module")
 def models():
-    native = get_model("preactresnet18", num_classes=10, width=4)
-    wrapped = mixable(PlainPreActResNet18(num_classes=10, width=4), points=POINTS)
+    native = tiny_preact(num_classes=10)
+    wrapped = mixable(tiny_plain(num_classes=10), points=POINTS)
     x = jax.random.normal(jax.random.key(0), (6, 8, 8, 3))
     variables = jax.jit(lambda key: native.init(key, x, train=False))(jax.random.key(1))
     return native, wrapped, variables, x
@@ -27,7 +26,7 @@ def models():
 def test_wrapped_model_takes_the_original_variables_exactly(models):
     native, wrapped, variables, x = models
     own = jax.eval_shape(lambda: wrapped.init(jax.random.key(1), x, train=False))
-    plain = jax.eval_shape(lambda: PlainPreActResNet18(num_classes=10, width=4).init(
+    plain = jax.eval_shape(lambda: tiny_plain(num_classes=10).init(
         jax.random.key(1), x, train=False))
     assert jax.tree.structure(own) == jax.tree.structure(plain) == jax.tree.structure(variables)
     assert wrapped.num_mix_points == native.num_mix_points == 4
