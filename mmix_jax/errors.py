@@ -18,4 +18,4 @@ class HostSetupError(RuntimeError):
 
 
 class MixPointError(ValueError):
-    """A mix point of a wrapped model that does not exist, runs twice, or is not a hidden state."""
+    """A mix point that the model does not have, that runs twice, or that is not a hidden state."""

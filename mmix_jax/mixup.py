@@ -18,8 +18,11 @@ accelerator from a CPU host).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Any, NamedTuple, Optional, Sequence, Union
+import inspect
+import threading
+from typing import Any, Iterator, NamedTuple, Optional, Sequence, Union
 
 import chex
 import jax
@@ -27,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mmix_jax.beta import symmetric_beta
+from mmix_jax.errors import MixPointError
 from mmix_jax.losses import LOSS_NAMES
 
 # The mix point reported when a batch is not mixed (ERM). Never equal to a real point.
@@ -167,6 +171,51 @@ def mix_targets(one_hot: jax.Array, perm: jax.Array, lam: jax.Array) -> jax.Arra
     return mix(one_hot.astype(jnp.float32), perm, jnp.asarray(lam, jnp.float32))
 
 
+# The mix points `maybe_mix` was called at, per active `recording_mix_points` block (a stack per
+# thread: tracing runs in the caller's thread). Python-side, so it costs nothing at run time.
+_RECORDERS = threading.local()
+
+
+@contextlib.contextmanager
+def recording_mix_points() -> Iterator[set[int]]:
+    """Collects the points at which the model asked to mix (called `maybe_mix` with a
+    mix_layer) inside the block: while a step is traced, the points the model has."""
+    stack = _RECORDERS.__dict__.setdefault("stack", [])
+    visited: set[int] = set()
+    stack.append(visited)
+    try:
+        yield visited
+    finally:
+        stack.pop()
+
+
+def check_mix_points(wanted: Sequence[int], visited: set[int], model: Any) -> None:
+    """Raises MixPointError unless every point in `wanted` is one the model visited.
+
+    Without this a point the model lacks is drawn, the targets are mixed and the inputs are
+    not: the step trains silently on wrong pairs.
+    """
+    missing = sorted(set(int(k) for k in wanted) - visited)
+    if missing:
+        owner = getattr(model, "__self__", model)  # a bound `apply`: its module
+        name = owner.__name__ if inspect.isfunction(owner) else type(owner).__name__
+        has = f"its mix points are {sorted(visited)}" if visited else "it has no mix point"
+        raise MixPointError(
+            f"mix point(s) {missing} were asked for, but {name} never reached them ({has}). "
+            "Choose mix_layers among its points, or add the points to the model (maybe_mix, "
+            "or mmix_jax.mixable(model, points=...)).")
+
+
+def requested_points(mix_layer: MixLayer) -> tuple[int, ...]:
+    """The points a direct call's `mix_layer` can mix at, where that is known while tracing:
+    a Python int names one, a MixPoint its eligible set, a traced k any (none to check)."""
+    if isinstance(mix_layer, MixPoint):
+        return mix_layer.eligible
+    if isinstance(mix_layer, (int, np.integer)):
+        return (int(mix_layer),)
+    return ()
+
+
 def maybe_mix(h: jax.Array, point: int, mix_layer: MixLayer,
               perm: Optional[jax.Array], lam: Optional[jax.Array]) -> jax.Array:
     """Mixes h iff `mix_layer == point`; used by models at each of their mix points.
@@ -175,9 +224,12 @@ def maybe_mix(h: jax.Array, point: int, mix_layer: MixLayer,
     set: nothing happens at the other points, and select or branch), a traced int32 scalar (a
     select), or None (no mixing). A select computes both sides and leaves no control flow; one
     executable serves every k either way. The result at a point other than k is h bit for bit.
+    Each call with a mix_layer records `point` for `recording_mix_points`.
     """
     if mix_layer is None:
         return h
+    for visited in getattr(_RECORDERS, "stack", ()):
+        visited.add(point)
     if perm is None or lam is None:
         raise ValueError("mix_layer was given without perm and lam: pass all three or none.")
     if isinstance(mix_layer, MixPoint):

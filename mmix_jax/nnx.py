@@ -28,7 +28,16 @@ from flax import nnx
 
 from mmix_jax.errors import MixPointError
 from mmix_jax.losses import get_loss
-from mmix_jax.mixup import MixDraw, MixSpec, maybe_mix, mix_targets, sample_mix
+from mmix_jax.mixup import (
+    MixDraw,
+    MixSpec,
+    check_mix_points,
+    maybe_mix,
+    mix_targets,
+    recording_mix_points,
+    requested_points,
+    sample_mix,
+)
 
 
 @dataclasses.dataclass
@@ -89,12 +98,14 @@ def _model_class(cls: type, points: tuple[str, ...]) -> type:
         current = _Pass(mix_layer, perm, lam, x.shape[0], shapes)
         token = _CURRENT.set(current)
         try:
-            out = cls.__call__(self, maybe_mix(x, 0, mix_layer, perm, lam), *args, **kwargs)
+            with recording_mix_points() as visited:
+                out = cls.__call__(self, maybe_mix(x, 0, mix_layer, perm, lam), *args, **kwargs)
         finally:
             _CURRENT.reset(token)
         missing = [p for i, p in enumerate(points, 1) if i not in current.calls]
         if missing:
             raise MixPointError(f"mix point(s) {missing} were not called in the forward pass.")
+        check_mix_points(requested_points(mix_layer), visited, self)
         return out
 
     return type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__,
@@ -127,7 +138,9 @@ def mixup_loss(model: nnx.Module, images: jax.Array, labels: jax.Array, draw: Mi
     if not config.mixes:
         logits = model(images)
         return get_loss(config.loss)(logits, one_hot), logits
-    logits = model(images, **draw.model_kwargs(config.mix_layers, config.mixing))
+    with recording_mix_points() as visited:
+        logits = model(images, **draw.model_kwargs(config.mix_layers, config.mixing))
+    check_mix_points(config.mix_layers, visited, model)  # while tracing: no run-time cost
     return get_loss(config.loss)(logits, mix_targets(one_hot, draw.perm, draw.lam)), logits
 
 

@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mmix_jax.mixup import MixDraw, mix, sample_mix
+from mmix_jax.mixup import MixDraw, check_mix_points, mix, recording_mix_points, sample_mix
 from mmix_jax.semi_supervised_spec import (
     BATCH_NORM_PASSES,
     TARGET_KINDS,
@@ -189,9 +189,12 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
         if targets is None:  # the authors' order: the targets after the labelled pass
             targets, stats = own_targets(variables, stats)
             variables = {"params": params, **({"batch_stats": stats} if stats else {})}
-        unsup_logits, updates = state.apply_fn(
-            variables, unlabeled_images, train=True, mutable=["batch_stats"], rngs=unsup_rngs,
-            **unsup_draw.model_kwargs(config.unsupervised_layers, config.mixing))
+        with recording_mix_points() as visited:
+            unsup_logits, updates = state.apply_fn(
+                variables, unlabeled_images, train=True, mutable=["batch_stats"],
+                rngs=unsup_rngs, **unsup_draw.model_kwargs(config.unsupervised_layers,
+                                                           config.mixing))
+        check_mix_points(config.unsupervised_layers, visited, state.apply_fn)
         unsup_loss = consistency_loss(unsup_logits, targets, config.targets)
         stats = updates.get("batch_stats", stats)
         return sup_loss + weight * unsup_loss, (sup_loss, unsup_loss, logits, stats)

@@ -18,7 +18,14 @@ import jax.numpy as jnp
 import optax
 
 from mmix_jax.losses import get_loss, nll
-from mmix_jax.mixup import MixDraw, MixSpec, mix_targets, sample_mix
+from mmix_jax.mixup import (
+    MixDraw,
+    MixSpec,
+    check_mix_points,
+    mix_targets,
+    recording_mix_points,
+    sample_mix,
+)
 from mmix_jax.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -57,8 +64,11 @@ def mixup_loss(params: Any, state: TrainState, images: jax.Array, labels: jax.Ar
     if config.mixes:
         mix_args = draw.model_kwargs(config.mix_layers, config.mixing)
         targets = mix_targets(one_hot, draw.perm, draw.lam)
-    logits, updates = state.apply_fn(state.variables(params), images, train=True,
-                                     mutable=["batch_stats"], rngs=rngs, **mix_args)
+    with recording_mix_points() as visited:
+        logits, updates = state.apply_fn(state.variables(params), images, train=True,
+                                         mutable=["batch_stats"], rngs=rngs, **mix_args)
+    if config.mixes:  # while tracing: no run-time cost
+        check_mix_points(config.mix_layers, visited, state.apply_fn)
     loss = get_loss(config.loss)(logits, targets)
     return loss, (logits, updates.get("batch_stats", state.batch_stats))
 

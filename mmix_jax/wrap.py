@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 
 from mmix_jax.errors import MixPointError
-from mmix_jax.mixup import maybe_mix
+from mmix_jax.mixup import check_mix_points, maybe_mix, recording_mix_points, requested_points
 
 
 class Mixable(nn.Module):
@@ -76,14 +76,16 @@ class Mixable(nn.Module):
                     "name a submodule whose output is the hidden state.")
             return mix_at(index[path], out)
 
-        x = mix_at(0, x)
-        with nn.intercept_methods(interceptor):
-            out = self.module(x, *args, **kwargs)
+        with recording_mix_points() as visited:
+            x = mix_at(0, x)
+            with nn.intercept_methods(interceptor):
+                out = self.module(x, *args, **kwargs)
         missing = [path for path in self.points if path not in seen]
         if missing:
             raise MixPointError(
                 f"mix point(s) {missing} are not submodules called by {type(self.module).__name__}; "
                 f"its submodule paths are: {sorted(seen)}.")
+        check_mix_points(requested_points(mix_layer), visited, self.module)
         return out
 
 

@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mmix_jax.mixup import maybe_mix
+from mmix_jax.mixup import check_mix_points, maybe_mix, recording_mix_points, requested_points
 
 Dtype = Any
 
@@ -66,7 +66,10 @@ class MixableModel(nn.Module):
         """
         if mix_layer is not None:
             chex.assert_shape(perm, (x.shape[0],))
-        return self._run(x.astype(self.dtype), 0, train, mix_layer, perm, lam)
+        with recording_mix_points() as visited:
+            logits = self._run(x.astype(self.dtype), 0, train, mix_layer, perm, lam)
+        check_mix_points(requested_points(mix_layer), visited, self)
+        return logits
 
     def forward_from(self, h: jax.Array, start: int, *, train: bool) -> jax.Array:
         """Logits from the state `h` at mix point `start` (no mixing)."""
