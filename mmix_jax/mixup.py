@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mmix_jax.beta import symmetric_beta
-from mmix_jax.errors import MixPointError
+from mmix_jax.errors import MixPointError, static_number, static_points
 from mmix_jax.losses import LOSS_NAMES
 
 # The mix point reported when a batch is not mixed (ERM). Never equal to a real point.
@@ -68,14 +68,13 @@ class MixSpec:
     mixing: str = "auto"
 
     def __post_init__(self):
-        object.__setattr__(self, "mix_layers", tuple(int(k) for k in self.mix_layers))
-        if self.num_classes <= 1:
-            raise ValueError(f"MixSpec.num_classes = {self.num_classes}: must be >= 2.")
-        if not self.alpha >= 0:
-            raise ValueError(f"MixSpec.alpha = {self.alpha}: must be >= 0 (0 disables mixing).")
-        if any(k < 0 for k in self.mix_layers) or len(set(self.mix_layers)) != len(self.mix_layers):
-            raise ValueError(
-                f"MixSpec.mix_layers = {self.mix_layers}: must be distinct mix points >= 0.")
+        # Coerced to Python numbers (hashable, static) and validated, each error naming its field.
+        object.__setattr__(self, "num_classes",
+                           static_number("MixSpec", "num_classes", self.num_classes, minimum=2,
+                                         integer=True))
+        object.__setattr__(self, "alpha", static_number("MixSpec", "alpha", self.alpha))
+        object.__setattr__(self, "mix_layers",
+                           static_points("MixSpec", "mix_layers", self.mix_layers))
         if self.loss not in LOSS_NAMES:
             raise ValueError(f"MixSpec.loss = {self.loss!r}: must be one of {LOSS_NAMES}.")
         if self.mixing not in MIXING_MODES:
@@ -139,6 +138,9 @@ def sample_mix(rng: jax.Array, batch_size: int, *, alpha: float,
     if not mix_layers or alpha <= 0:
         return MixDraw(jnp.asarray(NO_MIX, jnp.int32), jnp.ones((), jnp.float32),
                        jnp.arange(batch_size, dtype=jnp.int32))
+    if batch_size < 2:
+        raise ValueError(f"a batch of {batch_size} cannot be mixed (an example's only partner "
+                         "would be itself): use batches of 2 or more, or no mixing.")
     layer_key, lam_key, perm_key = jax.random.split(rng, 3)
     if axis_name is not None:
         shard_index = jax.lax.axis_index(axis_name)
@@ -216,6 +218,18 @@ def requested_points(mix_layer: MixLayer) -> tuple[int, ...]:
     return ()
 
 
+def check_mix_args(x: jax.Array, mix_layer: MixLayer, perm: Optional[jax.Array],
+                   lam: Optional[jax.Array]) -> None:
+    """A model call's mixing arguments: all three or none, perm a permutation of x's batch."""
+    if mix_layer is None:
+        return
+    if perm is None or lam is None:
+        raise ValueError("mix_layer was given without perm and lam: pass all three or none.")
+    if jnp.shape(perm) != (x.shape[0],):
+        raise ValueError(f"perm has shape {jnp.shape(perm)} but the batch has {x.shape[0]} "
+                         f"examples: perm must be int32[{x.shape[0]}], a permutation of it.")
+
+
 def maybe_mix(h: jax.Array, point: int, mix_layer: MixLayer,
               perm: Optional[jax.Array], lam: Optional[jax.Array]) -> jax.Array:
     """Mixes h iff `mix_layer == point`; used by models at each of their mix points.
@@ -232,6 +246,11 @@ def maybe_mix(h: jax.Array, point: int, mix_layer: MixLayer,
         visited.add(point)
     if perm is None or lam is None:
         raise ValueError("mix_layer was given without perm and lam: pass all three or none.")
+    if not jnp.issubdtype(h.dtype, jnp.inexact):
+        raise MixPointError(
+            f"mix point {point} holds {h.dtype} values: λ·h + (1−λ)·h[perm] would be truncated "
+            "while the targets use the exact λ. Convert to floating point before the model "
+            "(e.g. images.astype(jnp.float32) / 255).")
     if isinstance(mix_layer, MixPoint):
         if point not in mix_layer.eligible:
             return h

@@ -20,7 +20,6 @@ import dataclasses
 import functools
 from typing import Any, Optional, Sequence
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -31,6 +30,7 @@ from mmix_jax.losses import get_loss
 from mmix_jax.mixup import (
     MixDraw,
     MixSpec,
+    check_mix_args,
     check_mix_points,
     maybe_mix,
     mix_targets,
@@ -38,6 +38,7 @@ from mmix_jax.mixup import (
     requested_points,
     sample_mix,
 )
+from mmix_jax.step import check_batch, check_logits
 
 
 @dataclasses.dataclass
@@ -91,8 +92,7 @@ def _model_class(cls: type, points: tuple[str, ...]) -> type:
     def __call__(self, x: jax.Array, *args: Any, mix_layer: Optional[jax.Array] = None,
                  perm: Optional[jax.Array] = None, lam: Optional[jax.Array] = None,
                  **kwargs: Any) -> Any:
-        if mix_layer is not None:
-            chex.assert_shape(perm, (x.shape[0],))
+        check_mix_args(x, mix_layer, perm, lam)
         modules = {"/".join(map(str, path)): module for path, module in nnx.iter_modules(self)}
         shapes = {i: _variable_shapes(modules[path]) for i, path in enumerate(points, 1)}
         current = _Pass(mix_layer, perm, lam, x.shape[0], shapes)
@@ -137,10 +137,12 @@ def mixup_loss(model: nnx.Module, images: jax.Array, labels: jax.Array, draw: Mi
     one_hot = jax.nn.one_hot(labels, config.num_classes, dtype=jnp.float32)
     if not config.mixes:
         logits = model(images)
+        check_logits(logits, labels, config)
         return get_loss(config.loss)(logits, one_hot), logits
     with recording_mix_points() as visited:
         logits = model(images, **draw.model_kwargs(config.mix_layers, config.mixing))
     check_mix_points(config.mix_layers, visited, model)  # while tracing: no run-time cost
+    check_logits(logits, labels, config)
     return get_loss(config.loss)(logits, mix_targets(one_hot, draw.perm, draw.lam)), logits
 
 
@@ -154,8 +156,7 @@ def mixup_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: dict[str, jax
     (model, batch, rng) give the same update. Model and optimiser state are donated. The model
     should be in training mode (`model.train()`).
     """
-    images, labels = batch["image"], batch["label"]
-    chex.assert_rank(labels, 1)
+    images, labels = check_batch(batch)  # the same checks as the Linen step
     mix_rng, dropout_rng = jax.random.split(rng)
     nnx.reseed(model, dropout=dropout_rng)
     draw = sample_mix(mix_rng, labels.shape[0], alpha=config.alpha, mix_layers=config.mix_layers)

@@ -11,6 +11,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from mmix_jax.errors import static_number, static_points
 from mmix_jax.mixup import MixSpec
 
 TARGET_KINDS = ("self", "mean_teacher")
@@ -52,8 +53,16 @@ class SemiSupervisedSpec:
     target_gradient: str = "stop"
 
     def __post_init__(self):
+        owner = "SemiSupervisedSpec"
         for name in ("supervised_layers", "unsupervised_layers"):
-            object.__setattr__(self, name, tuple(int(k) for k in getattr(self, name)))
+            object.__setattr__(self, name, static_points(owner, name, getattr(self, name)))
+        for name, minimum, integer in (("num_classes", 2, True), ("rampup_steps", 0, True),
+                                       ("supervised_alpha", 0, False),
+                                       ("unsupervised_alpha", 0, False),
+                                       ("unsupervised_weight_max", 0, False),
+                                       ("ema_decay", 0, False)):
+            object.__setattr__(self, name, static_number(owner, name, getattr(self, name),
+                                                         minimum=minimum, integer=integer))
         if self.targets not in TARGET_KINDS:
             raise ValueError(f"SemiSupervisedSpec.targets = {self.targets!r}: choose one of "
                              f"{TARGET_KINDS}.")

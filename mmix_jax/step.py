@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -34,11 +33,26 @@ Metrics = dict[str, jax.Array]
 
 def check_batch(batch: Batch) -> tuple[jax.Array, jax.Array]:
     """(images, labels) of a labelled batch, checked: labels int [B], images [B, ...]."""
+    missing = [key for key in ("image", "label") if key not in batch]
+    if missing:
+        raise ValueError(f"the batch has no {missing} (it has {sorted(batch)}): a labelled batch "
+                         "is {'image': [B, ...], 'label': int32[B]}.")
     images, labels = batch["image"], batch["label"]
-    chex.assert_rank(labels, 1)
-    chex.assert_axis_dimension(images, 0, labels.shape[0])
-    chex.assert_type(labels, int)
+    if labels.ndim != 1 or not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(f"batch['label'] is {labels.dtype}{list(labels.shape)}: it must hold "
+                         "integer class indices [B] (not one-hot or soft targets).")
+    if images.ndim == 0 or images.shape[0] != labels.shape[0]:
+        raise ValueError(f"batch['image'] has shape {images.shape} and batch['label'] "
+                         f"{labels.shape}: both need the same batch size B first.")
     return images, labels
+
+
+def check_logits(logits: jax.Array, labels: jax.Array, config: MixSpec) -> None:
+    """The model's logits must be [B, config.num_classes] (checked while tracing)."""
+    if logits.shape != (labels.shape[0], config.num_classes):
+        raise ValueError(f"the model returns logits of shape {logits.shape} for a batch of "
+                         f"{labels.shape[0]}, but MixSpec.num_classes = {config.num_classes}: "
+                         "set num_classes to the model's number of outputs.")
 
 
 def device_local(params: Any, axis_name: Optional[str]) -> Any:
@@ -69,6 +83,7 @@ def mixup_loss(params: Any, state: TrainState, images: jax.Array, labels: jax.Ar
                                          mutable=["batch_stats"], rngs=rngs, **mix_args)
     if config.mixes:  # while tracing: no run-time cost
         check_mix_points(config.mix_layers, visited, state.apply_fn)
+    check_logits(logits, labels, config)
     loss = get_loss(config.loss)(logits, targets)
     return loss, (logits, updates.get("batch_stats", state.batch_stats))
 

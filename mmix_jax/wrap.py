@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
-import chex
 import flax.linen as nn
 import jax
 
 from mmix_jax.errors import MixPointError
-from mmix_jax.mixup import check_mix_points, maybe_mix, recording_mix_points, requested_points
+from mmix_jax.mixup import check_mix_args, check_mix_points, maybe_mix, recording_mix_points, requested_points
 
 
 class Mixable(nn.Module):
@@ -44,8 +43,7 @@ class Mixable(nn.Module):
                  perm: Optional[jax.Array] = None, lam: Optional[jax.Array] = None,
                  **kwargs: Any) -> Any:
         batch = x.shape[0]
-        if mix_layer is not None:
-            chex.assert_shape(perm, (batch,))
+        check_mix_args(x, mix_layer, perm, lam)
         index = {path: i + 1 for i, path in enumerate(self.points)}
         seen: dict[str, int] = {}
         root = len(self.path)

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mmix_jax.mixup import check_mix_points, maybe_mix, recording_mix_points, requested_points
+from mmix_jax.mixup import check_mix_args, check_mix_points, maybe_mix, recording_mix_points, requested_points
 
 Dtype = Any
 
@@ -64,8 +63,7 @@ class MixableModel(nn.Module):
             k and its eligible set, as the steps pass it) or None for the plain forward pass.
           perm: int32[B], the partner of each example; lam: float scalar λ in [0, 1].
         """
-        if mix_layer is not None:
-            chex.assert_shape(perm, (x.shape[0],))
+        check_mix_args(x, mix_layer, perm, lam)
         with recording_mix_points() as visited:
             logits = self._run(x.astype(self.dtype), 0, train, mix_layer, perm, lam)
         check_mix_points(requested_points(mix_layer), visited, self)
