@@ -49,3 +49,7 @@ def static_points(owner: str, name: str, value: object) -> tuple[int, ...]:
     if len(set(points)) != len(points):
         raise ValueError(f"{owner}.{name} = {value!r}: must be distinct mix points >= 0.")
     return tuple(int(k) for k in points)
+
+
+class DivergedError(RuntimeError):
+    """Training stopped after consecutive non-finite steps (the harness's divergence guard)."""

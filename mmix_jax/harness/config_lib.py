@@ -47,7 +47,7 @@ def base(**settings: Any) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict(dict(
         seed=0, loss="bce", batch_size=100, eval_batch_size=1000, log_every_steps=500,
         cross_device_batch_norm=False, compilation_cache_dir="", tensorboard=True,
-        profile_dir=""))
+        profile_dir="", stop_after_nonfinite_steps=5))
     config.checkpoint = ml_collections.ConfigDict(dict(
         every_epochs=10, every_steps=0, keep=2, best_metric="auto", best_mode="max",
         async_save=True))

@@ -47,6 +47,7 @@ class RunSpec:
     checkpoint: CheckpointSpec
     eval: EvalSettings
     tensorboard: bool = True
+    stop_after_nonfinite_steps: int = 5
     compilation_cache_dir: str = ""
     profile_dir: str = ""
     semi_supervised: Optional[SemiSupervisedRun] = None
@@ -216,6 +217,8 @@ def run_spec(config: ml_collections.ConfigDict) -> RunSpec:
         checkpoint=checkpoint_spec(config, data.validation_per_class > 0),
         eval=checked_for_data(eval_settings(config), data),
         tensorboard=bool(config.get("tensorboard", True)),
+        stop_after_nonfinite_steps=positive_int(config.get("stop_after_nonfinite_steps", 5),
+                                                "stop_after_nonfinite_steps"),
         compilation_cache_dir=config.get("compilation_cache_dir", "") or "",
         profile_dir=config.get("profile_dir", "") or "", config=config.to_dict(), **sizes)
 

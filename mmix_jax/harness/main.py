@@ -23,7 +23,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mmix_jax.errors import ConfigError, WorkdirError
+from mmix_jax.errors import ConfigError, DivergedError, WorkdirError
 from mmix_jax.harness import host, runs
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -84,7 +84,7 @@ def main(argv: list[str]) -> None:
             runs.evaluate(_CONFIG.value, _WORKDIR.value, val_selected=_VAL_SELECTED.value)
         else:
             runs.run(_CONFIG.value, _WORKDIR.value)
-    except (ConfigError, WorkdirError) as error:
+    except (ConfigError, WorkdirError, DivergedError) as error:
         sys.exit(f"mmix-train: error: {error}")
 
 

@@ -41,6 +41,7 @@ from mmix_jax.evaluation.evaluate import InputSpace, evaluate_dataset, full_eval
 from mmix_jax.evaluation.robustness import robustness_evaluation
 from mmix_jax.harness.checkpoint import Checkpoints
 from mmix_jax.harness.configuration import RunSpec
+from mmix_jax.harness.divergence import DivergenceGuard
 from mmix_jax.harness.initialization import abstract_state, initial_state, state_builder
 from mmix_jax.harness.preemption import PreemptedError, Preemption
 from mmix_jax.harness.summaries import (
@@ -152,7 +153,13 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
         return evaluate_dataset(eval_step, evaluated(spec, state), dataset,
                                 spec.eval_batch_size, mesh)
 
+    def newest_checkpoint() -> Optional[int]:
+        return max(checkpoints.steps(), default=None)
+
     def save(step: int) -> None:
+        if not guard.check(newest_checkpoint()):  # never save a non-finite state
+            logging.warning("step %d: not saved, its loss or gradient is not finite", step)
+            return
         metrics = {f"test_{k}": v for k, v in evaluate(splits.test).items()}
         if has_validation:
             metrics.update({f"val_{k}": v for k, v in evaluate(splits.validation).items()})
@@ -164,6 +171,7 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
     def data_state() -> Optional[FrozenState]:
         return None if stream is None else FrozenState(stream.get_state())
 
+    guard = DivergenceGuard(spec.stop_after_nonfinite_steps, str(checkpoints.directory))
     writer = metric_writers.create_default_writer(
         str(workdir), just_logging=jax.process_index() > 0 or not spec.tensorboard)
     hooks = [periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
@@ -186,9 +194,11 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
                 compile_s = time.perf_counter() - train_start
                 train_start = time.perf_counter()
             done = step + 1
+            guard.add(done, metrics)
             for hook in hooks:
                 hook(done)
             if done % spec.log_every_steps == 0 or done == total_steps:
+                guard.check(newest_checkpoint())
                 scalars = _mean_metrics(pending)
                 scalars["learning_rate"] = float(schedule(step))
                 scalars["epoch"] = done / batches.steps_per_epoch
@@ -198,7 +208,8 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
                 # Save first, evaluate never: a preemption's grace period (often ~30 s) may not
                 # cover an evaluation. This checkpoint has no metrics: a resume point, which the
                 # validation choice skips (Orbax ranks only checkpoints with metrics).
-                checkpoints.save(done, state, spec.config, data_state=data_state())
+                if guard.check(newest_checkpoint()):  # a non-finite state is never saved
+                    checkpoints.save(done, state, spec.config, data_state=data_state())
                 checkpoints.wait()
                 logging.warning("preempted (SIGTERM): saved step %d in %s; rerun the same command "
                                 "to resume", done, checkpoints.directory)
@@ -206,6 +217,7 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
             if done % checkpoints.settings.every_steps == 0 and done != total_steps:
                 save(done)
         train_s = time.perf_counter() - train_start
+        guard.require_finite(newest_checkpoint())  # no evaluation or summary of a NaN state
         if total_steps not in checkpoints.steps():
             save(total_steps)
         checkpoints.wait()

@@ -32,9 +32,12 @@ def old_mix(h: jax.Array, perm: jax.Array, lam: jax.Array) -> jax.Array:
 
 def cond_maybe_mix(h: jax.Array, point: int, mix_layer: Any, perm: Optional[jax.Array],
                    lam: Optional[jax.Array]) -> jax.Array:
-    """The old `maybe_mix`: a static choice for a Python int, a `lax.cond` for a traced k."""
+    """The old `maybe_mix`: a static choice for a Python int, a `lax.cond` for a traced k
+    (recording the point it is at, as the steps' mix-point check expects of any model)."""
     if mix_layer is None:
         return h
+    for visited in getattr(mixup_module._RECORDERS, "stack", ()):
+        visited.add(point)
     if isinstance(mix_layer, MixPoint):
         mix_layer = mix_layer.index
     if isinstance(mix_layer, int):

@@ -132,10 +132,10 @@ def test_eval_step_counts_masked_padding_out():
 
 def test_bad_batches_fail_at_the_boundary():
     state, batch = make_state()
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match="same batch size"):
         mixup_step(state, {"image": batch["image"], "label": batch["label"][:5]},
                    jax.random.key(0), config=MixSpec(num_classes=4))
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match="integer class indices"):
         mixup_step(state, {"image": batch["image"], "label": batch["label"].astype(jnp.float32)},
                    jax.random.key(0), config=MixSpec(num_classes=4))
 
@@ -151,3 +151,23 @@ def test_grad_norm_metric_is_the_global_norm_of_the_gradient():
 
     np.testing.assert_allclose(metrics["grad_norm"], optax.tree.norm(jax.grad(loss)(state.params)),
                                rtol=1e-5)
+
+
+def test_optax_apply_if_finite_skips_a_non_finite_update_and_counts_it():
+    """The library's guard against NaN is optax's: wrap the optimiser in apply_if_finite; the
+    step then leaves the parameters as they were on a non-finite gradient and counts it."""
+    model = get_model("mlp", num_classes=4, widths=(8,))
+    images = jax.random.normal(jax.random.key(0), (8, 4, 4, 3))
+    batch = {"image": images, "label": jnp.array([0, 1, 2, 3, 0, 1, 2, 3])}
+    tx = optax.apply_if_finite(optax.sgd(0.1), max_consecutive_errors=3)
+    state = create_train_state(model, tx, jax.random.key(1), images)
+    step = jax.jit(functools.partial(mixup_step, config=MixSpec(num_classes=4, mix_layers=())))
+    poisoned = dict(batch, image=images.at[0, 0, 0, 0].set(jnp.nan))
+    skipped, metrics = step(state, poisoned, jax.random.key(2))
+    assert not np.isfinite(float(metrics["loss"]))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), skipped.params,
+                                     state.params))
+    assert int(skipped.opt_state.notfinite_count) == 1
+    trained, _ = step(skipped, batch, jax.random.key(3))
+    assert int(trained.opt_state.notfinite_count) == 0
+    assert not (trained.params["head"]["kernel"] == state.params["head"]["kernel"]).all()
