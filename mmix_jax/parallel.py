@@ -23,9 +23,15 @@ from mmix_jax.step import Batch, Metrics, eval_step
 
 
 def make_mesh(devices: Optional[list[jax.Device]] = None) -> Mesh:
-    """A 1-D mesh over `devices` (default: every device of every process) on the data axis."""
+    """A 1-D mesh over `devices` (default: every device of every process) on the data axis.
+
+    Its axis is of type Auto, as a user's `Mesh(...)` is: arrays placed on it combine with
+    arrays on the user's own meshes (`jax.make_mesh` would make it Explicit, which does not).
+    The steps only need the axis's name; pass any 1-D mesh of yours with axis "data" instead.
+    """
     devices = list(devices if devices is not None else jax.devices())
-    return jax.make_mesh((len(devices),), (DATA_AXIS,), devices=devices)
+    return jax.make_mesh((len(devices),), (DATA_AXIS,), devices=devices,
+                         axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
