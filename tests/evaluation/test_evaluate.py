@@ -75,6 +75,7 @@ def test_fgsm_by_hand_on_a_linear_model():
     labels = np.array([0, 0, 1], np.int32)  # the third: label 1, moved by (+1, −1)·ε
     state = linear_state(kernel, jnp.asarray(images))
     mesh = parallel.make_mesh(jax.devices()[:1])
+    per_example_step.cache_clear()  # other tests in this process may have built it for theirs
     results = full_evaluation(state, ArrayDataset(images, labels), InputSpace(),
                               EvalSettings(fgsm_epsilon=0.2), 3, mesh, 2)
     # Clean: all three right. Attacked: (0.4, 0.7) wrong, (0.7, 0.3) right, (0.4, 0.7) right.
