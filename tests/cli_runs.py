@@ -9,6 +9,7 @@ import sys
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from session_settings import FAST_COMPILE_XLA_FLAGS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -28,9 +29,15 @@ def command(workdir, *extra, kill_during_save=None):
     return [sys.executable, *entry, *SHORT_RUN, f"--workdir={workdir}", *extra]
 
 
-def environment(devices=None, **extra):
+def environment(devices=None, optimized=False, **extra):
+    """The subprocess environment: this checkout first on the path; with `devices`, that many
+    CPU devices; with `optimized`, without the session's fast-compile XLA flags (for runs whose
+    time goes to executing, not compiling: there those flags cost more than they save)."""
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path, **extra)
+    if optimized and "XLA_FLAGS" not in extra:
+        env["XLA_FLAGS"] = " ".join(flag for flag in env.get("XLA_FLAGS", "").split()
+                                    if flag not in FAST_COMPILE_XLA_FLAGS.split())
     if devices:  # beside the session's flags (tests/conftest.py), unless `extra` replaced them
         count = f"--xla_force_host_platform_device_count={devices}"
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {count}".strip()
@@ -82,7 +89,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def run_two_processes(argv, timeout=300):
+def run_two_processes(argv, timeout=300, optimized=False):
     """Runs `argv` (a CLI command) as 2 processes of one JAX job on 127.0.0.1, one CPU device
     each; kills both on timeout. Returns [(returncode, stderr)] per process."""
     import pytest
@@ -92,7 +99,7 @@ def run_two_processes(argv, timeout=300):
         [*argv, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
          f"--process_id={i}"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env=environment(devices=1)) for i in range(2)]
+        env=environment(devices=1, optimized=optimized)) for i in range(2)]
     try:
         errors = [p.communicate(timeout=timeout)[1] for p in processes]
     except subprocess.TimeoutExpired:

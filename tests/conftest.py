@@ -8,6 +8,7 @@ import pytest
 
 # Test helpers (cli_runs.py, sharded_checks.py, ...) live beside the tests, in this folder.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from session_settings import FAST_COMPILE_XLA_FLAGS  # noqa: E402
 from shared_data import FASHION_MNIST  # noqa: E402
 
 # One persistent XLA compilation cache for the whole session: the xdist workers and every
@@ -18,11 +19,7 @@ from shared_data import FASHION_MNIST  # noqa: E402
 _CACHE_VARIABLES = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.2",
                     "JAX_COMPILATION_CACHE_MAX_SIZE": str(4 << 30)}
 
-# XLA:CPU compiles the tests' programs with LLVM's cheapest settings: compiling, not running,
-# is most of a test's time here (the suite takes a quarter less). Every comparison a test makes
-# is between programs compiled alike or against a tolerance; runs outside the tests use XLA's
-# defaults.
-FAST_COMPILE_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
 
 
 def pytest_configure(config):

@@ -44,7 +44,7 @@ def test_short_manifold_mixup_run_reaches_88_percent_and_evaluates_from_its_chec
     def cli(*extra):
         result = subprocess.run([sys.executable, "-m", "mmix_jax.harness.main", f"--config={config_file}",
                                  f"--workdir={workdir}", *extra], cwd=ROOT, capture_output=True,
-                                text=True, timeout=600, env=environment())
+                                text=True, timeout=600, env=environment(optimized=True))
         assert result.returncode == 0, result.stderr[-3000:]
         return result
 

@@ -78,11 +78,11 @@ def test_two_processes_on_real_images_prepare_once_augment_and_evaluate_like_one
                                                manual=str(FASHION_MNIST),
                                                data_dir=str(tmp_path / "tfds")))
     base = [sys.executable, "-m", "mmix_jax.harness.main", f"--config={config_file}"]
-    for returncode, err in run_two_processes(base + [f"--workdir={tmp_path / 'two'}"]):
+    for returncode, err in run_two_processes(base + [f"--workdir={tmp_path / 'two'}"], optimized=True):
         assert returncode == 0, err[-3000:]
     single = subprocess.run(base + [f"--workdir={tmp_path / 'one'}"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300,
-                            env=environment(devices=2))
+                            env=environment(devices=2, optimized=True))
     assert single.returncode == 0, single.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "summary.json").read_text())
     one = json.loads((tmp_path / "one" / "summary.json").read_text())
