@@ -59,6 +59,10 @@ class MixSpec:
       loss: "bce" (the paper's code: BCE on softmax outputs) or "soft_ce".
       mixing: how a traced k reaches the mix points: "select" (no control flow), "branch" (a
         `lax.cond`) or "auto" (select on accelerators, branch on CPU; module docstring).
+      check_labels: also check on device that every label is in [0, num_classes), with
+        `jax.experimental.checkify`: run the step under `checkify.checkify(...)` and call
+        `error.throw()`. Off by default (an unchecked label outside the range trains against
+        an all-zero target); the harness checks its data on the host before training instead.
     """
 
     num_classes: int
@@ -66,6 +70,7 @@ class MixSpec:
     mix_layers: tuple[int, ...] = (0, 1, 2)
     loss: str = "bce"
     mixing: str = "auto"
+    check_labels: bool = False
 
     def __post_init__(self):
         # Coerced to Python numbers (hashable, static) and validated, each error naming its field.

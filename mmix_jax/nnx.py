@@ -38,7 +38,7 @@ from mmix_jax.mixup import (
     requested_points,
     sample_mix,
 )
-from mmix_jax.step import check_batch, check_logits
+from mmix_jax.step import check_batch, check_label_range, check_logits
 
 
 @dataclasses.dataclass
@@ -157,6 +157,7 @@ def mixup_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: dict[str, jax
     should be in training mode (`model.train()`).
     """
     images, labels = check_batch(batch)  # the same checks as the Linen step
+    check_label_range(labels, config)
     mix_rng, dropout_rng = jax.random.split(rng)
     nnx.reseed(model, dropout=dropout_rng)
     draw = sample_mix(mix_rng, labels.shape[0], alpha=config.alpha, mix_layers=config.mix_layers)

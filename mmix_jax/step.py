@@ -15,6 +15,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 import optax
+from jax.experimental import checkify
 
 from mmix_jax.losses import get_loss, nll
 from mmix_jax.mixup import (
@@ -45,6 +46,14 @@ def check_batch(batch: Batch) -> tuple[jax.Array, jax.Array]:
         raise ValueError(f"batch['image'] has shape {images.shape} and batch['label'] "
                          f"{labels.shape}: both need the same batch size B first.")
     return images, labels
+
+
+def check_label_range(labels: jax.Array, config: MixSpec) -> None:
+    """With `config.check_labels`, a checkify check that the labels are in [0, num_classes)."""
+    if config.check_labels:
+        checkify.check(jnp.all((labels >= 0) & (labels < config.num_classes)),
+                       f"labels outside [0, {config.num_classes}) (MixSpec.num_classes): "
+                       "min {low}, max {high}", low=jnp.min(labels), high=jnp.max(labels))
 
 
 def check_logits(logits: jax.Array, labels: jax.Array, config: MixSpec) -> None:
@@ -107,6 +116,7 @@ def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSp
       unmixed labels), lam, mix_layer (-1 when not mixing), grad_norm.
     """
     images, labels = check_batch(batch)
+    check_label_range(labels, config)
     mix_rng, dropout_rng = jax.random.split(rng)
     if axis_name is not None:  # independent dropout masks on each device
         dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))

@@ -133,3 +133,19 @@ def test_the_nnx_step_checks_labels_and_batch_sizes_like_the_linen_step():
                             r"batch\['label'\] is float32")):
         with pytest.raises(ValueError, match=message):
             mnnx.mixup_step(model, optimizer, batch, jax.random.key(1), config=spec)
+
+
+def test_labels_out_of_range_are_caught_by_the_opt_in_checkify_path():
+    from jax.experimental import checkify
+
+    batch = {"image": jnp.ones((4, 4)), "label": jnp.array([0, 1, 3, -1])}
+    state = state_of(TinyNet(), batch["image"])
+    checked = mmix_jax.MixSpec(num_classes=3, alpha=1.0, mix_layers=(0,), check_labels=True)
+    error, _ = jax.jit(checkify.checkify(functools.partial(mmix_jax.mixup_step, config=checked)))(
+        state, batch, jax.random.key(1))
+    with pytest.raises(checkify.JaxRuntimeError, match=r"labels outside \[0, 3\).*min -1, max 3"):
+        error.throw()
+    good = dict(batch, label=jnp.array([0, 1, 2, 0]))
+    error, _ = jax.jit(checkify.checkify(functools.partial(mmix_jax.mixup_step, config=checked)))(
+        state, good, jax.random.key(1))
+    error.throw()  # nothing to report
