@@ -126,6 +126,24 @@ def test_identical_models_share_classes_and_dropout_comes_from_the_step_key():
     assert not np.array_equal(kernels[1], kernels[2])  # another key: other masks and draws
 
 
+def test_dropout_on_the_default_stream_follows_the_step_key_too():
+    """A model built with nnx.Rngs(0) draws its dropout masks from the "default" stream: the
+    step reseeds it, so the stream's state before the step does not change the update, the
+    step's key does."""
+    spec = MixSpec(num_classes=3, alpha=1.0, mix_layers=(0, 1))
+    batch = {"image": jax.random.normal(jax.random.key(0), (8, 6)), "label": jnp.arange(8) % 3}
+    kernels = []
+    for advance, key in ((0, 7), (3, 7), (0, 8)):
+        model = mnnx.mixable(DropoutNet(nnx.Rngs(0)), points=("dense",))
+        for _ in range(advance):  # the stream moved on, as after some other use
+            model.dropout.rngs()
+        optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+        mnnx.mixup_step(model, optimizer, batch, jax.random.key(key), config=spec)
+        kernels.append(np.asarray(model.dense.kernel[...]))
+    np.testing.assert_array_equal(kernels[0], kernels[1])
+    assert not np.array_equal(kernels[0], kernels[2])
+
+
 class Layer(nnx.Module):
     def __init__(self, rngs: nnx.Rngs):
         self.linear = nnx.Linear(4, 4, rngs=rngs)
