@@ -19,7 +19,7 @@ from mmix_jax.errors import ConfigError
 from mmix_jax.evaluation import deformations, ood
 from mmix_jax.evaluation.evaluate import FGSM_SPACES, EvalSettings
 from mmix_jax.harness.checkpoint import CheckpointSpec
-from mmix_jax.harness.config_checks import invalid, mix_points, positive_int
+from mmix_jax.harness.config_checks import count, invalid, mix_points, positive_int
 from mmix_jax.harness.data_config import data_spec
 from mmix_jax.harness.semi_supervised_config import SemiSupervisedRun, semi_supervised_run
 from mmix_jax.losses import LOSS_NAMES
@@ -217,8 +217,8 @@ def run_spec(config: ml_collections.ConfigDict) -> RunSpec:
         checkpoint=checkpoint_spec(config, data.validation_per_class > 0),
         eval=checked_for_data(eval_settings(config), data),
         tensorboard=bool(config.get("tensorboard", True)),
-        stop_after_nonfinite_steps=positive_int(config.get("stop_after_nonfinite_steps", 5),
-                                                "stop_after_nonfinite_steps"),
+        stop_after_nonfinite_steps=count(config.get("stop_after_nonfinite_steps", 5),
+                                         "stop_after_nonfinite_steps", "0 never stops"),
         compilation_cache_dir=config.get("compilation_cache_dir", "") or "",
         profile_dir=config.get("profile_dir", "") or "", config=config.to_dict(), **sizes)
 

@@ -5,7 +5,8 @@ The training loop hands each step's loss and gradient norm (device scalars, no s
 anyway. A step is non-finite when its loss or gradient norm is NaN or infinite. After
 `patience` consecutive non-finite steps the run stops with `DivergedError`, naming the step and
 the last checkpoint, which stays as it was; a non-finite state is never saved, whatever the
-patience.
+patience. Patience 0 turns the guard off (a study of divergence itself, e.g. the moons demo,
+trains on and saves what it gets, as before the guard existed).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class DivergenceGuard:
     def check(self, last_saved: Optional[int]) -> bool:
         """Whether the newest state is finite; raises DivergedError after `patience`
         consecutive non-finite steps (`last_saved`: the newest checkpoint, for the message)."""
+        if self.patience == 0:  # off
+            self.unchecked = []
+            return True
         for step, loss, grad_norm in jax.device_get(self.unchecked):
             if math.isfinite(float(loss)) and math.isfinite(float(grad_norm)):
                 self.consecutive = 0

@@ -50,7 +50,7 @@ def test_the_zca_matrix_is_an_argument_of_the_compiled_step_not_a_literal():
     batch = parallel.shard_batch({"image": splits.train.images[:8],
                                   "label": splits.train.labels[:8]}, mesh)
     preprocess = train_preprocess(DataSpec(name="npz"), splits)
-    spec = MixSpec(num_classes=3)
+    spec = MixSpec(num_classes=3, mix_layers=(0, 1))  # the MLP's points
     passed = parallel.make_train_step(functools.partial(mixup_step, config=spec), mesh,
                                       preprocess=preprocess,
                                       constants=preprocess_constants(splits), donate=False)

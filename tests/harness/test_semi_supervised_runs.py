@@ -172,13 +172,13 @@ def test_semi_supervised_run_on_eight_devices(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "mmix_jax.harness.main", "--config=tests/ssl_tiny_config.py:manifold",
          f"--config.data.path={data}", f"--workdir={tmp_path / 'run'}", "--cpu_devices=8",
-         "--config.batch_size=8", "--config.semi_supervised.unlabeled_batch_size=8",
+         "--config.batch_size=16", "--config.semi_supervised.unlabeled_batch_size=16",
          "--config.eval_batch_size=16", "--config.num_epochs=3",
          "--config.semi_supervised.rampup_epochs=1"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, env=environment())
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["devices"] == 8 and summary["steps"] == 3 * (100 // 8)
+    assert summary["devices"] == 8 and summary["steps"] == 3 * (100 // 16)
     assert summary["train_examples"] == 20 and np.isfinite(summary["test_nll"])
 
 
