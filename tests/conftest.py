@@ -37,6 +37,26 @@ def pytest_unconfigure(config):
         shutil.rmtree(cache, ignore_errors=True)
 
 
+# Files whose tests take longest (subprocess runs), in that order, run first: pytest-xdist hands
+# out whole files (--dist loadfile) in collection order, so a long file left to the end would
+# keep one worker busy while the other idles.
+LONGEST_FIRST = ("harness/test_two_processes.py", "data/test_streaming.py",
+                 "harness/test_faults.py", "harness/test_parallel.py",
+                 "harness/test_fashion_mnist_run.py", "data/test_data_tfds.py",
+                 "scripts/test_benchmark.py", "harness/test_slow_first_process.py",
+                 "harness/test_default_job.py", "harness/test_semi_supervised_runs.py",
+                 "harness/test_host.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = item.path.as_posix()
+        return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith(name)),
+                    len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: the order within a file, and of the rest, is kept
+
+
 @pytest.fixture(scope="session")
 def fashion_data_dir(tmp_path_factory):
     """A TFDS data_dir with Fashion-MNIST prepared from the original archives, once per
