@@ -176,7 +176,7 @@ def mixup_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: dict[str, jax
                                 config=config)
     (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
     optimizer.update(model, grads)
-    return {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+    return {"loss": loss, "mixed_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
             "lam": draw.lam, "mix_layer": draw.layer.astype(jnp.float32),
             "grad_norm": optax.tree.norm(grads)}
 

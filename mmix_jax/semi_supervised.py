@@ -129,7 +129,7 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
 
     Returns:
       (new state, metrics): loss, supervised_loss, unsupervised_loss, unsupervised_weight,
-      accuracy (mixed labelled logits against the labels), lam, mix_layer, grad_norm.
+      mixed_accuracy (mixed labelled logits against the labels), lam, mix_layer, grad_norm.
     """
     images, labels = check_batch(labeled)
     unlabeled_images = unlabeled["image"]
@@ -216,7 +216,7 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
             lambda t, p: decay * t + (1 - decay) * p, teacher["params"], new_state.params))
     new_state = new_state.replace(teacher=teacher)
     metrics = {"loss": loss, "supervised_loss": sup_loss, "unsupervised_loss": unsup_loss,
-               "unsupervised_weight": weight, "accuracy": accuracy, "lam": sup_draw.lam,
+               "unsupervised_weight": weight, "mixed_accuracy": accuracy, "lam": sup_draw.lam,
                "mix_layer": sup_draw.layer, "grad_norm": optax.tree.norm(grads)}
     return new_state, metrics
 

@@ -112,7 +112,7 @@ def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSp
         local batch only.
 
     Returns:
-      (new state, metrics): loss, accuracy (argmax of the mixed-input logits against the
+      (new state, metrics): loss, mixed_accuracy (argmax of the mixed-input logits against the
       unmixed labels), lam, mix_layer (-1 when not mixing), grad_norm.
     """
     images, labels = check_batch(batch)
@@ -133,7 +133,7 @@ def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSp
         grads, loss, accuracy, batch_stats = jax.lax.pmean(
             (grads, loss, accuracy, batch_stats), axis_name)
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-    metrics = {"loss": loss, "accuracy": accuracy, "lam": draw.lam,
+    metrics = {"loss": loss, "mixed_accuracy": accuracy, "lam": draw.lam,
                "mix_layer": draw.layer, "grad_norm": optax.tree.norm(grads)}
     return new_state, metrics
 

@@ -57,7 +57,7 @@ from mmix_jax.step import mixup_step
 
 Batches = Union[TrainBatches, SemiSupervisedBatches, StreamingBatches]
 TRAIN_PROBE = 10_000  # training images a streaming run's train accuracy is measured on
-METRIC_NAMES = ("loss", "accuracy", "supervised_loss", "unsupervised_loss", "unsupervised_weight")
+METRIC_NAMES = ("loss", "mixed_accuracy", "supervised_loss", "unsupervised_loss", "unsupervised_weight")
 
 
 @dataclasses.dataclass

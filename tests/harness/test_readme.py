@@ -16,7 +16,7 @@ def test_own_model_example_runs_and_trains():
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = eval(result.stdout.strip().splitlines()[-1])  # the example prints a dict
-    assert set(metrics) >= {"loss", "accuracy", "lam", "mix_layer", "grad_norm"}
+    assert set(metrics) >= {"loss", "mixed_accuracy", "lam", "mix_layer", "grad_norm"}
     assert metrics["mix_layer"] in (0.0, 1.0) and 0.0 <= metrics["lam"] <= 1.0
 
 
