@@ -24,7 +24,7 @@ def test_spirals_job_trains_all_three_methods_and_writes_figure_and_summary(tmp_
     workdir = tmp_path / "spirals"
     result = short_job(workdir)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.search(r"\[100\] .*accuracy=.*loss=", result.stderr)  # progress: metrics
+    assert re.search(r"\[100\] .*loss=.*mixed_accuracy=", result.stderr)  # progress: metrics
     assert re.search(r"\[100\] .*steps_per_sec=", result.stderr)  # clu ReportProgress
 
     summary = json.loads((workdir / "summary.json").read_text())
