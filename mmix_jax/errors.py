@@ -24,6 +24,10 @@ class MixPointError(ValueError):
     """A mix point that the model does not have, that runs twice, or that is not a hidden state."""
 
 
+class DivergedError(RuntimeError):
+    """Training stopped after consecutive non-finite steps (the harness's divergence guard)."""
+
+
 def static_number(owner: str, name: str, value: object, *, minimum: float = 0.0,
                   integer: bool = False) -> float:
     """`value` as a finite Python float (int with `integer`) >= `minimum`, or a ValueError that
@@ -49,7 +53,3 @@ def static_points(owner: str, name: str, value: object) -> tuple[int, ...]:
     if len(set(points)) != len(points):
         raise ValueError(f"{owner}.{name} = {value!r}: must be distinct mix points >= 0.")
     return tuple(int(k) for k in points)
-
-
-class DivergedError(RuntimeError):
-    """Training stopped after consecutive non-finite steps (the harness's divergence guard)."""

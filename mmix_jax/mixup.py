@@ -36,6 +36,7 @@ from mmix_jax.losses import LOSS_NAMES
 # The mix point reported when a batch is not mixed (ERM). Never equal to a real point.
 NO_MIX = -1
 MIXING_MODES = ("auto", "select", "branch")
+PARTIAL_MIX_ARGUMENTS = "mix_layer was given without perm and lam: pass all three or none."
 
 
 def _backend() -> str:
@@ -229,7 +230,7 @@ def check_mix_args(x: jax.Array, mix_layer: MixLayer, perm: Optional[jax.Array],
     if mix_layer is None:
         return
     if perm is None or lam is None:
-        raise ValueError("mix_layer was given without perm and lam: pass all three or none.")
+        raise ValueError(PARTIAL_MIX_ARGUMENTS)
     if jnp.shape(perm) != (x.shape[0],):
         raise ValueError(f"perm has shape {jnp.shape(perm)} but the batch has {x.shape[0]} "
                          f"examples: perm must be int32[{x.shape[0]}], a permutation of it.")
@@ -250,7 +251,7 @@ def maybe_mix(h: jax.Array, point: int, mix_layer: MixLayer,
     for visited in getattr(_RECORDERS, "stack", ()):
         visited.add(point)
     if perm is None or lam is None:
-        raise ValueError("mix_layer was given without perm and lam: pass all three or none.")
+        raise ValueError(PARTIAL_MIX_ARGUMENTS)
     if not jnp.issubdtype(h.dtype, jnp.inexact):
         raise MixPointError(
             f"mix point {point} holds {h.dtype} values: λ·h + (1−λ)·h[perm] would be truncated "
