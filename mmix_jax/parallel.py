@@ -65,12 +65,18 @@ def shard_batch(local_batch: Any, mesh: Mesh) -> Any:
                         local_batch)
 
 
-def check_divisible(global_batch_size: int, mesh: Mesh, what: str = "config.batch_size") -> None:
-    """Raises ValueError unless the batch splits evenly over the mesh's devices."""
+def check_divisible(global_batch_size: int, mesh: Mesh, what: str = "config.batch_size",
+                    per_device: int = 1) -> None:
+    """Raises ValueError unless the batch splits evenly over the mesh's devices, with at least
+    `per_device` examples on each (2 when they are mixed: each mixes within its own batch)."""
     devices = mesh.devices.size
     if global_batch_size % devices:
         raise ValueError(f"{what} = {global_batch_size} is not divisible by the {devices} devices: "
                          f"use a multiple of {devices}.")
+    if global_batch_size // devices < per_device:
+        raise ValueError(f"{what} = {global_batch_size} gives {global_batch_size // devices} "
+                         f"example(s) per device on {devices} devices, and each device mixes "
+                         f"within its own batch: use at least {per_device * devices}.")
 
 
 class StepWithConstants:

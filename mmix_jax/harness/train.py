@@ -70,11 +70,13 @@ def mesh_for(spec: RunSpec) -> jax.sharding.Mesh:
     """The mesh over all devices, after checking that both batch sizes split over it."""
     mesh = parallel.make_mesh()
     try:
-        parallel.check_divisible(spec.batch_size, mesh)
+        parallel.check_divisible(spec.batch_size, mesh, per_device=2 if spec.mix.mixes else 1)
         parallel.check_divisible(spec.eval_batch_size, mesh, "config.eval_batch_size")
         if spec.semi_supervised is not None:
             parallel.check_divisible(spec.semi_supervised.unlabeled_batch_size, mesh,
-                                     "config.semi_supervised.unlabeled_batch_size")
+                                     "config.semi_supervised.unlabeled_batch_size",
+                                     per_device=2 if spec.semi_supervised.spec.uses_unlabeled
+                                     else 1)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     return mesh

@@ -1,6 +1,7 @@
-"""A diverging run stops cleanly: after config.stop_after_nonfinite_steps consecutive
-non-finite steps, one line names the step and the last finite checkpoint, which is kept; no
-non-finite state is saved and no summary of one is written."""
+"""Runs that cannot train sensibly stop cleanly, in one line. A diverging run: after
+config.stop_after_nonfinite_steps consecutive non-finite steps, one line names the step and the
+last finite checkpoint, which is kept; no non-finite state is saved and no summary of one is
+written. A mixed run whose batch leaves one example per device: refused before training."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -48,3 +49,12 @@ def test_the_guard_counts_consecutive_non_finite_steps_only():
         guard_after([True, False, False, False], patience=3).check(last_saved=50)
     with pytest.raises(DivergedError, match="up to step 2"):
         guard_after([True, False], patience=5).require_finite(None)
+
+
+def test_a_mixed_run_with_one_example_per_device_is_refused_in_one_line(tmp_path):
+    result = run(tmp_path, "--cpu_devices=2", "--config.batch_size=2")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == ("mmix-train: error: config.batch_size = 2 gives 1 example(s) per device on "
+                    "2 devices, and each device mixes within its own batch: use at least 4."), last
+    assert not (tmp_path / "manifold" / "checkpoints").exists()

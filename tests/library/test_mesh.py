@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -16,3 +17,12 @@ def test_arrays_on_our_mesh_combine_with_arrays_on_a_users_mesh():
     a = parallel.replicate(jnp.arange(4.0), ours)
     b = jax.device_put(jnp.ones(4), NamedSharding(theirs, P()))
     np.testing.assert_array_equal(jax.jit(lambda x, y: x + y)(a, b), np.arange(4.0) + 1)
+
+
+def test_a_batch_that_leaves_a_device_one_example_to_mix_is_refused():
+    mesh = parallel.make_mesh()
+    devices = mesh.devices.size
+    parallel.check_divisible(devices, mesh)  # one each: fine without mixing
+    with pytest.raises(ValueError, match=f"gives 1 example.s. per device on {devices} devices"):
+        parallel.check_divisible(devices, mesh, per_device=2)
+    parallel.check_divisible(2 * devices, mesh, per_device=2)
