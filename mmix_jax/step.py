@@ -74,12 +74,23 @@ def device_local(params: Any, axis_name: Optional[str]) -> Any:
     return jax.lax.pcast(params, axis_name, to="varying")
 
 
-def mixup_loss(params: Any, state: TrainState, images: jax.Array, labels: jax.Array,
+def variables_of(state: Any, params: Any) -> dict[str, Any]:
+    """The variables for `state.apply_fn` with `params`: our TrainState's own, or, for any other
+    state with `params` and `apply_fn` (flax's TrainState), params plus its `batch_stats` if any."""
+    if isinstance(state, TrainState):
+        return state.variables(params)
+    stats = getattr(state, "batch_stats", None)
+    return {"params": params, **({"batch_stats": stats} if stats else {})}
+
+
+def mixup_loss(params: Any, state: Any, images: jax.Array, labels: jax.Array,
                draw: MixDraw, *, config: MixSpec,
                rngs: Optional[dict[str, jax.Array]] = None) -> tuple[jax.Array, tuple[jax.Array, Any]]:
     """Loss of the mixed forward pass for given draws; returns (loss, (logits, batch_stats)).
 
     For plugging mixing into your own step: differentiate this with respect to `params`.
+    `state` is any object with `apply_fn` (and `batch_stats` if the model has BatchNorm), e.g.
+    our TrainState or flax's `flax.training.train_state.TrainState`.
     """
     one_hot = jax.nn.one_hot(labels, config.num_classes, dtype=jnp.float32)
     mix_args: dict[str, Any] = {}
@@ -88,13 +99,13 @@ def mixup_loss(params: Any, state: TrainState, images: jax.Array, labels: jax.Ar
         mix_args = draw.model_kwargs(config.mix_layers, config.mixing)
         targets = mix_targets(one_hot, draw.perm, draw.lam)
     with recording_mix_points() as visited:
-        logits, updates = state.apply_fn(state.variables(params), images, train=True,
+        logits, updates = state.apply_fn(variables_of(state, params), images, train=True,
                                          mutable=["batch_stats"], rngs=rngs, **mix_args)
     if config.mixes:  # while tracing: no run-time cost
         check_mix_points(config.mix_layers, visited, state.apply_fn)
     check_logits(logits, labels, config)
     loss = get_loss(config.loss)(logits, targets)
-    return loss, (logits, updates.get("batch_stats", state.batch_stats))
+    return loss, (logits, updates.get("batch_stats", getattr(state, "batch_stats", None)))
 
 
 def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSpec,

@@ -10,11 +10,11 @@ import pytest
 from tiny_models import tiny_preact
 
 from mmix_jax.losses import bce_loss
-from mmix_jax.mixup import MixSpec
+from mmix_jax.mixup import MixSpec, sample_mix
 from mmix_jax.models import get_model
 from mmix_jax.optim import paper_sgd, step_schedule
 from mmix_jax.state import create_train_state
-from mmix_jax.step import eval_step, mixup_step
+from mmix_jax.step import eval_step, mixup_loss, mixup_step
 
 LR, MOMENTUM, WD = 0.1, 0.9, 1e-4
 
@@ -171,3 +171,19 @@ def test_optax_apply_if_finite_skips_a_non_finite_update_and_counts_it():
     trained, _ = step(skipped, batch, jax.random.key(3))
     assert int(trained.opt_state.notfinite_count) == 0
     assert not (trained.params["head"]["kernel"] == state.params["head"]["kernel"]).all()
+
+
+def test_mixup_loss_takes_a_flax_examples_train_state():
+    """mixup_loss needs only apply_fn (and batch_stats if any): flax's own TrainState works, and
+    gives the loss our TrainState gives."""
+    from flax.training import train_state
+
+    ours, batch = make_state(widths=(8,))
+    theirs = train_state.TrainState.create(apply_fn=ours.apply_fn, params=ours.params,
+                                           tx=optax.sgd(0.1))
+    spec = MixSpec(num_classes=4, alpha=1.0, mix_layers=(0, 1))
+    draw = sample_mix(jax.random.key(3), 8, alpha=1.0, mix_layers=(0, 1))
+    args = (batch["image"], batch["label"], draw)
+    loss_theirs, _ = mixup_loss(theirs.params, theirs, *args, config=spec)
+    loss_ours, _ = mixup_loss(ours.params, ours, *args, config=spec)
+    assert float(loss_theirs) == float(loss_ours) and np.isfinite(float(loss_theirs))
