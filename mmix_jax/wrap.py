@@ -17,6 +17,7 @@ forward pass, so the model's code is not touched and any submodule can be a mix 
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
@@ -77,7 +78,7 @@ class Mixable(nn.Module):
         with recording_mix_points() as visited:
             x = mix_at(0, x)
             with nn.intercept_methods(interceptor):
-                out = self.module(x, *args, **kwargs)
+                out = self.module(x, *args, **mode_kwargs(self.module, kwargs))
         missing = [path for path in self.points if path not in seen]
         if missing:
             raise MixPointError(
@@ -85,6 +86,22 @@ class Mixable(nn.Module):
                 f"its submodule paths are: {sorted(seen)}.")
         check_mix_points(requested_points(mix_layer), visited, self.module)
         return out
+
+
+def mode_kwargs(module: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The steps' `train=` in the model's own terms: passed on if its `__call__` takes `train`
+    (or **kwargs), as `deterministic=not train` if it takes flax's usual `deterministic`,
+    dropped if it takes neither (a model with one behaviour)."""
+    if "train" not in kwargs:
+        return kwargs
+    parameters = inspect.signature(type(module).__call__).parameters
+    if "train" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return kwargs
+    kwargs = dict(kwargs)
+    train = kwargs.pop("train")
+    if "deterministic" in parameters:
+        kwargs["deterministic"] = not train
+    return kwargs
 
 
 def mixable(module: nn.Module, points: Sequence[str]) -> Mixable:

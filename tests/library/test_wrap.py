@@ -108,3 +108,47 @@ def test_bad_points_are_named(model, points, message):
         mixable(model, points).init(jax.random.key(0), x)
     with pytest.raises(MixPointError, match="give a sequence of paths"):
         mixable(model, "pair")
+
+
+class Deterministic(nn.Module):
+    """Flax's usual flag: dropout on unless deterministic."""
+
+    @nn.compact
+    def __call__(self, x, deterministic=True):
+        h = nn.relu(nn.Dense(16, name="hidden")(x))
+        return nn.Dense(3)(nn.Dropout(0.5, deterministic=deterministic)(h))
+
+
+class NoFlag(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(3)(nn.relu(nn.Dense(16, name="hidden")(x)))
+
+
+def test_mixable_passes_the_steps_train_flag_in_the_models_own_terms():
+    import functools
+
+    import optax
+
+    import mmix_jax
+
+    x = jax.random.normal(jax.random.key(0), (8, 4))
+    batch = {"image": x, "label": jnp.arange(8) % 3}
+    spec = mmix_jax.MixSpec(num_classes=3, alpha=1.0, mix_layers=(0, 1))
+    step = jax.jit(functools.partial(mmix_jax.mixup_step, config=spec))
+    for module in (Deterministic(), NoFlag()):
+        model = mixable(module, points=("hidden",))
+        state = mmix_jax.create_train_state(model, optax.sgd(0.1), jax.random.key(1), x)
+        state, metrics = step(state, batch, jax.random.key(2))
+        assert np.isfinite(float(metrics["loss"]))
+        evaluated = mmix_jax.eval_step(state, batch)  # train=False
+        assert float(evaluated["count"]) == 8
+    # train=True reaches the deterministic model as deterministic=False: dropout is on, so two
+    # dropout keys give two outputs; in evaluation (deterministic=True) the output is fixed.
+    model = mixable(Deterministic(), points=("hidden",))
+    variables = model.init(jax.random.key(1), x, train=False)
+    on = [model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(k)})
+          for k in (3, 4)]
+    assert not np.allclose(on[0], on[1])
+    np.testing.assert_array_equal(model.apply(variables, x, train=False),
+                                  Deterministic().apply(variables, x))  # the model's own eval
