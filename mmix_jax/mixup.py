@@ -60,6 +60,8 @@ class MixSpec:
       loss: "bce" (the paper's code: BCE on softmax outputs) or "soft_ce".
       mixing: how a traced k reaches the mix points: "select" (no control flow), "branch" (a
         `lax.cond`) or "auto" (select on accelerators, branch on CPU; module docstring).
+      rng_streams: the RNG streams the model draws from while training (flax `make_rng`
+        names, e.g. "dropout", "drop_path"); each gets its own key from the step's key.
       check_labels: also check on device that every label is in [0, num_classes), with
         `jax.experimental.checkify`: run the step under `checkify.checkify(...)` and call
         `error.throw()`. Off by default (an unchecked label outside the range trains against
@@ -71,6 +73,7 @@ class MixSpec:
     mix_layers: tuple[int, ...] = (0, 1, 2)
     loss: str = "bce"
     mixing: str = "auto"
+    rng_streams: tuple[str, ...] = ("dropout",)
     check_labels: bool = False
 
     def __post_init__(self):
@@ -81,6 +84,11 @@ class MixSpec:
         object.__setattr__(self, "alpha", static_number("MixSpec", "alpha", self.alpha))
         object.__setattr__(self, "mix_layers",
                            static_points("MixSpec", "mix_layers", self.mix_layers))
+        if isinstance(self.rng_streams, str) or not all(
+                isinstance(name, str) and name for name in self.rng_streams):
+            raise ValueError(f"MixSpec.rng_streams = {self.rng_streams!r}: must be a tuple of "
+                             "stream names, e.g. ('dropout', 'drop_path').")
+        object.__setattr__(self, "rng_streams", tuple(self.rng_streams))
         if self.loss not in LOSS_NAMES:
             raise ValueError(f"MixSpec.loss = {self.loss!r}: must be one of {LOSS_NAMES}.")
         if self.mixing not in MIXING_MODES:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import functools
-import zlib
 from typing import Any, Optional, Sequence
 
 import jax
@@ -39,7 +38,7 @@ from mmix_jax.mixup import (
     requested_points,
     sample_mix,
 )
-from mmix_jax.step import check_batch, check_label_range, check_logits
+from mmix_jax.step import check_batch, check_label_range, check_logits, stream_keys
 
 
 @dataclasses.dataclass
@@ -147,13 +146,12 @@ def mixup_loss(model: nnx.Module, images: jax.Array, labels: jax.Array, draw: Mi
     return get_loss(config.loss)(logits, mix_targets(one_hot, draw.perm, draw.lam)), logits
 
 
-def stream_keys(model: nnx.Module, rng: jax.Array) -> dict[str, jax.Array]:
+def model_stream_keys(model: nnx.Module, rng: jax.Array) -> dict[str, jax.Array]:
     """A key from `rng` for every RNG stream the model's layers draw from: "dropout" gets `rng`
     itself, any other stream (e.g. "default", when the model was built with `nnx.Rngs(0)`)
     `rng` folded with a hash of its name, so every stochastic layer follows the step's key."""
     tags = {node.tag for _, node in nnx.iter_graph(model) if isinstance(node, nnx.RngStream)}
-    return {tag: rng if tag == "dropout" else jax.random.fold_in(rng, zlib.crc32(tag.encode()))
-            for tag in sorted(tags | {"dropout"})}
+    return stream_keys(tuple(sorted(tags | {"dropout"})), rng)
 
 
 @functools.partial(nnx.jit, static_argnames=("config",), donate_argnums=(0, 1))
@@ -162,15 +160,15 @@ def mixup_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: dict[str, jax
     """One Manifold Mixup update of `model` in place (NNX); returns the step's metrics.
 
     k, λ, the permutation and dropout all come from `rng` (every RNG stream of the model is
-    reseeded from it: `stream_keys`), inside the compiled step: one executable for every k, and the same
-    (model, batch, rng) give the same update. Model and optimiser state are donated. The model
+    reseeded from it: `model_stream_keys`), inside the compiled step: one executable for every
+    k, and the same (model, batch, rng) give the same update. Model and optimiser state are donated. The model
     should be in training mode (`model.train()`).
     """
     images, labels = check_batch(batch)  # the same checks as the Linen step
     check_label_range(labels, config)
     mix_rng, dropout_rng = jax.random.split(rng)
     # (mypy cannot tell the stream names from reseed's own keywords, graph and policy)
-    nnx.reseed(model, **stream_keys(model, dropout_rng))  # type: ignore[arg-type]
+    nnx.reseed(model, **model_stream_keys(model, dropout_rng))  # type: ignore[arg-type]
     draw = sample_mix(mix_rng, labels.shape[0], alpha=config.alpha, mix_layers=config.mix_layers)
     loss_fn = functools.partial(mixup_loss, images=images, labels=labels, draw=draw,
                                 config=config)

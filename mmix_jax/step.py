@@ -10,6 +10,7 @@ whose `__call__(x, *, train, mix_layer, perm, lam)` honours the mixing contract 
 
 from __future__ import annotations
 
+import zlib
 from typing import Any, Optional
 
 import jax
@@ -46,6 +47,13 @@ def check_batch(batch: Batch) -> tuple[jax.Array, jax.Array]:
         raise ValueError(f"batch['image'] has shape {images.shape} and batch['label'] "
                          f"{labels.shape}: both need the same batch size B first.")
     return images, labels
+
+
+def stream_keys(names: tuple[str, ...], rng: jax.Array) -> dict[str, jax.Array]:
+    """A key per RNG stream: "dropout" gets `rng` itself, any other name `rng` folded with a
+    hash of the name, so that each stream draws independently and reproducibly."""
+    return {name: rng if name == "dropout" else jax.random.fold_in(rng, zlib.crc32(name.encode()))
+            for name in names}
 
 
 def check_label_range(labels: jax.Array, config: MixSpec) -> None:
@@ -136,7 +144,7 @@ def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSp
     grad_fn = jax.value_and_grad(mixup_loss, has_aux=True)
     (loss, (logits, batch_stats)), grads = grad_fn(
         device_local(state.params, axis_name), state, images, labels, draw, config=config,
-        rngs={"dropout": dropout_rng})
+        rngs=stream_keys(config.rng_streams, dropout_rng))
     accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
     if axis_name is not None:
         # Each device's gradient of its local mean loss, averaged: the global mean's gradient.

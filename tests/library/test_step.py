@@ -187,3 +187,36 @@ def test_mixup_loss_takes_a_flax_examples_train_state():
     loss_theirs, _ = mixup_loss(theirs.params, theirs, *args, config=spec)
     loss_ours, _ = mixup_loss(ours.params, ours, *args, config=spec)
     assert float(loss_theirs) == float(loss_ours) and np.isfinite(float(loss_theirs))
+
+
+def test_every_named_rng_stream_gets_its_own_key_from_the_step_key():
+    """A model drawing from "drop_path" besides "dropout" (stochastic depth) trains once the
+    stream is named; its update is a function of the step key alone."""
+    import flax.linen as nn
+
+    class DropPath(nn.Module):
+        @nn.compact
+        def __call__(self, x, *, train, mix_layer=None, perm=None, lam=None):
+            from mmix_jax.mixup import maybe_mix
+
+            x = maybe_mix(x.reshape(x.shape[0], -1), 0, mix_layer, perm, lam)
+            h = nn.relu(nn.Dense(8)(x))
+            if train:  # drop the whole residual branch per example
+                keep = jax.random.bernoulli(self.make_rng("drop_path"), 0.5, (x.shape[0], 1))
+                h = h * keep
+            return nn.Dense(4)(nn.Dropout(0.3, deterministic=not train)(h))
+
+    state, batch = make_state(model=DropPath())
+    named = MixSpec(num_classes=4, alpha=1.0, mix_layers=(0,),
+                    rng_streams=("dropout", "drop_path"))
+    step = jax.jit(functools.partial(mixup_step, config=named))
+    first, second = step(state, batch, jax.random.key(5)), step(state, batch, jax.random.key(5))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), first, second))
+    other = step(state, batch, jax.random.key(6))
+    assert not (other[0].params["Dense_1"]["kernel"] == first[0].params["Dense_1"]["kernel"]).all()
+    with pytest.raises(Exception, match="drop_path"):  # not named: flax's missing-stream error
+        jax.jit(functools.partial(mixup_step, config=MixSpec(num_classes=4, alpha=1.0,
+                                                             mix_layers=(0,))))(
+            state, batch, jax.random.key(5))
+    with pytest.raises(ValueError, match="MixSpec.rng_streams = 'dropout'"):
+        MixSpec(num_classes=4, rng_streams="dropout")
