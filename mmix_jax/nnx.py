@@ -11,6 +11,10 @@ for subclasses whose `__call__` mixes (NNX's counterpart of Linen's method inter
 `nnx.state(model)` and checkpoints are exactly the original's. The draw (k, perm, λ) reaches the
 submodules through a context set for the duration of one forward pass, and a traced k is a
 select (no control flow), so `mixup_step` under `nnx.jit` compiles once for every k.
+
+Saving: the swapped-in classes are made at run time, so a mixable model does not pickle. Its
+state is the original model's, so save `nnx.state(model)` (e.g. with Orbax's
+`StandardCheckpointer`) and restore it with `nnx.update` into `mixable(YourModel(...), points)`.
 """
 
 from __future__ import annotations

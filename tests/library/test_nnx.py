@@ -190,3 +190,22 @@ def test_a_mix_point_inside_a_scan_over_layers_is_refused_but_remat_is_fine():
     plain = remat(x)
     np.testing.assert_allclose(remat(x, mix_layer=1, perm=perm, lam=lam),
                                0.3 * plain + 0.7 * plain[perm], rtol=1e-5, atol=1e-6)
+
+
+def test_a_mixable_model_saves_and_restores_with_orbax_as_the_original_would(tmp_path):
+    """mixable classes are made at run time (no pickling); the state is the original model's,
+    so Orbax saves nnx.state(model) and restores it into a freshly wrapped model."""
+    import orbax.checkpoint as ocp
+
+    model = mnnx.mixable(DropoutNet(nnx.Rngs(0)), points=("dense",))
+    model.eval()
+    x = jax.random.normal(jax.random.key(1), (4, 6))
+    expected = model(x)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp_path / "state", nnx.state(model))
+    checkpointer.wait_until_finished()
+    fresh = mnnx.mixable(DropoutNet(nnx.Rngs(5)), points=("dense",))  # other weights
+    fresh.eval()
+    assert not np.allclose(fresh(x), expected)
+    nnx.update(fresh, checkpointer.restore(tmp_path / "state", nnx.state(fresh)))
+    np.testing.assert_array_equal(fresh(x), expected)
