@@ -66,6 +66,9 @@ class MixSpec:
         `jax.experimental.checkify`: run the step under `checkify.checkify(...)` and call
         `error.throw()`. Off by default (an unchecked label outside the range trains against
         an all-zero target); the harness checks its data on the host before training instead.
+      add_sown_losses: add what the model sows into the `losses` collection during the
+        training pass (e.g. an auxiliary balancing loss) to the loss; reported as `sown_loss`
+        either way.
     """
 
     num_classes: int
@@ -75,6 +78,7 @@ class MixSpec:
     mixing: str = "auto"
     rng_streams: tuple[str, ...] = ("dropout",)
     check_labels: bool = False
+    add_sown_losses: bool = True
 
     def __post_init__(self):
         # Coerced to Python numbers (hashable, static) and validated, each error naming its field.

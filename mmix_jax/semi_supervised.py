@@ -59,7 +59,16 @@ from mmix_jax.semi_supervised_spec import (
     unsupervised_weight,
 )
 from mmix_jax.state import TrainState
-from mmix_jax.step import Batch, Metrics, check_batch, device_local, mixup_loss
+from mmix_jax.step import (
+    Batch,
+    Metrics,
+    check_batch,
+    check_label_range,
+    device_local,
+    mixup_loss,
+    stream_keys,
+)
+from mmix_jax.variables import apply_training, mean_over
 
 
 class Draws(NamedTuple):
@@ -98,18 +107,15 @@ def draws(rng: jax.Array, config: SemiSupervisedSpec, labeled_size: int, unlabel
 
 
 def clean_passes(state: TrainState, batches: tuple[jax.Array, ...], drawn: Draws,
-                 axis_name: Optional[str]) -> TrainState:
+                 streams: tuple[str, ...], axis_name: Optional[str]) -> TrainState:
     """The authors' train-mode passes after the update, on each clean batch in turn: only the
-    BatchNorm running statistics change (averaged over `axis_name`)."""
-    stats = state.batch_stats
+    model state (BatchNorm's running statistics) changes, averaged over `axis_name`."""
+    model_state = state.model_state
     for index, batch in enumerate(batches):
         key = jax.random.fold_in(drawn.dropout["targets"], index + 1)
-        _, updates = state.apply_fn({"params": state.params, "batch_stats": stats}, batch,
-                                    train=True, mutable=["batch_stats"], rngs={"dropout": key})
-        stats = updates["batch_stats"]
-    if axis_name is not None:
-        stats = jax.lax.pmean(stats, axis_name)
-    return state.replace(batch_stats=stats)
+        _, model_state, _ = apply_training(state.apply_fn, state.replace(
+            model_state=model_state).variables(), batch, rngs=stream_keys(streams, key))
+    return state.replace(model_state=mean_over(model_state, axis_name))
 
 
 def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax.Array, *,
@@ -132,6 +138,9 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
       mixed_accuracy (mixed labelled logits against the labels), lam, mix_layer, grad_norm.
     """
     images, labels = check_batch(labeled)
+    check_label_range(labels, config.supervised_mix_spec)
+    if "image" not in unlabeled:
+        raise ValueError(f"the unlabelled batch has no 'image' (it has {sorted(unlabeled)}).")
     unlabeled_images = unlabeled["image"]
     chex.assert_equal(unlabeled_images.shape[1:], images.shape[1:])
     if config.uses_teacher and state.teacher is None:
@@ -141,75 +150,71 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
     drawn = draws(rng, config, labels.shape[0], unlabeled_images.shape[0], axis_name=axis_name)
     sup_draw = drawn.supervised
     unsup_draw = cast(MixDraw, drawn.unsupervised)  # None only when the unlabelled term is off
-    sup_rngs = {"dropout": drawn.dropout["supervised"]}
+    streams = config.rng_streams
+    sup_rngs = stream_keys(streams, drawn.dropout["supervised"])
     weight = unsupervised_weight(state.step, config)
-    batch_stats, teacher = state.batch_stats, state.teacher
+    model_state, teacher = state.model_state, state.teacher
 
     authors_order = config.batch_norm_passes == "authors"
     through = config.uses_unlabeled and config.target_gradient == "through"
     targets_first = config.uses_unlabeled and not through and not (
         authors_order and config.targets == "self")
     if config.uses_unlabeled:
-        target_rngs = {"dropout": drawn.dropout["targets"]}
-        unsup_rngs = {"dropout": drawn.dropout["unsupervised"]}
+        target_rngs = stream_keys(streams, drawn.dropout["targets"])
+        unsup_rngs = stream_keys(streams, drawn.dropout["unsupervised"])
 
-    def own_targets(variables: dict, stats: Any) -> tuple[jax.Array, Any]:
+    def own_targets(variables: dict, current: Any) -> tuple[jax.Array, Any]:
         """The network's own (train-mode) logits on the clean unlabelled batch, mixed, without
-        gradient unless `through`; and the BatchNorm statistics after that pass (`stats`
-        without BatchNorm)."""
+        gradient unless `through`; and the model state after that pass."""
         if not through:  # constant variables make the logits constant too
             variables = jax.lax.stop_gradient(variables)
-        raw, updates = state.apply_fn(variables, unlabeled_images, train=True,
-                                      mutable=["batch_stats"], rngs=target_rngs)
-        return mix(raw.astype(jnp.float32), unsup_draw.perm,
-                   unsup_draw.lam), updates.get("batch_stats", stats)
+        raw, updated, _ = apply_training(state.apply_fn, variables, unlabeled_images,
+                                         rngs=target_rngs)
+        return mix(raw.astype(jnp.float32), unsup_draw.perm, unsup_draw.lam), updated
 
     if targets_first:
         if config.targets == "mean_teacher":
-            raw_targets, updates = state.apply_fn(
-                state.teacher_variables(), unlabeled_images, train=True,
-                mutable=["batch_stats"], rngs=target_rngs)
-            teacher = dict(teacher, batch_stats=updates.get("batch_stats",
-                                                             teacher["batch_stats"]))
+            raw_targets, teacher_state, _ = apply_training(
+                state.apply_fn, state.teacher_variables(), unlabeled_images, rngs=target_rngs)
+            teacher = dict(teacher, model_state=teacher_state)
             mixed_targets = mix(jax.lax.stop_gradient(raw_targets).astype(jnp.float32),
                                 unsup_draw.perm, unsup_draw.lam)
         else:
-            mixed_targets, batch_stats = own_targets(state.variables(), batch_stats)
+            mixed_targets, model_state = own_targets(state.variables(), model_state)
 
     def loss_fn(params):
-        stats, targets = batch_stats, mixed_targets if targets_first else None
+        current, targets = model_state, mixed_targets if targets_first else None
         if through and not authors_order:  # the step's order: the targets' pass first
-            targets, stats = own_targets(state.variables(params), stats)
-        sup_loss, (logits, stats) = mixup_loss(
-            params, state.replace(batch_stats=stats), images, labels, sup_draw,
-            config=sup_spec, rngs=sup_rngs)
+            targets, current = own_targets(state.variables(params), current)
+        sup_loss, aux = mixup_loss(params, state.replace(model_state=current), images, labels,
+                                   sup_draw, config=sup_spec, rngs=sup_rngs)
+        current = aux.model_state
         if not config.uses_unlabeled:
-            return sup_loss, (sup_loss, jnp.zeros((), jnp.float32), logits, stats)
-        variables = {"params": params, **({"batch_stats": stats} if stats else {})}
+            return sup_loss, (sup_loss, jnp.zeros((), jnp.float32), aux.logits, current)
         if targets is None:  # the authors' order: the targets after the labelled pass
-            targets, stats = own_targets(variables, stats)
-            variables = {"params": params, **({"batch_stats": stats} if stats else {})}
+            targets, current = own_targets({"params": params, **current}, current)
         with recording_mix_points() as visited:
-            unsup_logits, updates = state.apply_fn(
-                variables, unlabeled_images, train=True, mutable=["batch_stats"],
+            unsup_logits, current, _ = apply_training(
+                state.apply_fn, {"params": params, **current}, unlabeled_images,
                 rngs=unsup_rngs, **unsup_draw.model_kwargs(config.unsupervised_layers,
                                                            config.mixing))
         check_mix_points(config.unsupervised_layers, visited, state.apply_fn)
         unsup_loss = consistency_loss(unsup_logits, targets, config.targets)
-        stats = updates.get("batch_stats", stats)
-        return sup_loss + weight * unsup_loss, (sup_loss, unsup_loss, logits, stats)
+        return sup_loss + weight * unsup_loss, (sup_loss, unsup_loss, aux.logits, current)
 
-    (loss, (sup_loss, unsup_loss, logits, batch_stats)), grads = jax.value_and_grad(
+    (loss, (sup_loss, unsup_loss, logits, model_state)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(device_local(state.params, axis_name))
     accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
     if axis_name is not None:  # as in mixup_step: per-device gradients, averaged explicitly
-        grads, loss, sup_loss, unsup_loss, accuracy, batch_stats = jax.lax.pmean(
-            (grads, loss, sup_loss, unsup_loss, accuracy, batch_stats), axis_name)
+        grads, loss, sup_loss, unsup_loss, accuracy = jax.lax.pmean(
+            (grads, loss, sup_loss, unsup_loss, accuracy), axis_name)
         if config.uses_teacher:  # the teacher's BatchNorm statistics, as the student's
-            teacher = dict(teacher, batch_stats=jax.lax.pmean(teacher["batch_stats"], axis_name))
-    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-    if authors_order and batch_stats:
-        new_state = clean_passes(new_state, (images, unlabeled_images), drawn, axis_name)
+            teacher = dict(teacher, model_state=mean_over(teacher["model_state"], axis_name))
+    new_state = state.apply_gradients(grads=grads).replace(
+        model_state=mean_over(model_state, axis_name))
+    if authors_order and model_state:
+        new_state = clean_passes(new_state, (images, unlabeled_images), drawn, streams,
+                                 axis_name)
     if config.uses_teacher:
         decay = teacher_decay(new_state.step, config.ema_decay)
         teacher = dict(teacher, params=jax.tree.map(

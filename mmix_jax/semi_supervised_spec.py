@@ -37,6 +37,7 @@ class SemiSupervisedSpec:
       target_gradient: "stop" (the paper's: the targets are constants) or "through" (targets
         "self" only: the loss is differentiated through the targets too, so the update descends
         a fixed objective; the stopped-gradient update can diverge without BatchNorm).
+      rng_streams / check_labels: as in `MixSpec`, for every pass of the step.
     """
 
     num_classes: int
@@ -51,6 +52,8 @@ class SemiSupervisedSpec:
     mixing: str = "auto"
     batch_norm_passes: str = "step"
     target_gradient: str = "stop"
+    rng_streams: tuple[str, ...] = ("dropout",)
+    check_labels: bool = False
 
     def __post_init__(self):
         owner = "SemiSupervisedSpec"
@@ -86,7 +89,8 @@ class SemiSupervisedSpec:
         if self.uses_unlabeled and not (self.unsupervised_layers and self.unsupervised_alpha > 0):
             raise ValueError("SemiSupervisedSpec: the unlabelled term needs mix points and "
                              "unsupervised_alpha > 0 (or set unsupervised_weight_max = 0).")
-        _ = self.supervised_mix_spec  # validates the supervised α and points
+        # validates the supervised α, points and streams
+        object.__setattr__(self, "rng_streams", self.supervised_mix_spec.rng_streams)
 
     @property
     def uses_unlabeled(self) -> bool:
@@ -102,7 +106,8 @@ class SemiSupervisedSpec:
     def supervised_mix_spec(self) -> MixSpec:
         """The labelled term as a supervised MixSpec (cross-entropy against mixed targets)."""
         return MixSpec(num_classes=self.num_classes, alpha=self.supervised_alpha,
-                       mix_layers=self.supervised_layers, loss="soft_ce", mixing=self.mixing)
+                       mix_layers=self.supervised_layers, loss="soft_ce", mixing=self.mixing,
+                       rng_streams=self.rng_streams, check_labels=self.check_labels)
 
 
 def unsupervised_weight(step: Union[int, jax.Array], config: SemiSupervisedSpec) -> jax.Array:

@@ -11,7 +11,7 @@ whose `__call__(x, *, train, mix_layer, perm, lam)` honours the mixing contract 
 from __future__ import annotations
 
 import zlib
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +27,7 @@ from mmix_jax.mixup import (
     recording_mix_points,
     sample_mix,
 )
-from mmix_jax.state import TrainState
+from mmix_jax.variables import apply_training, mean_over, train_flag, variables_of, with_model_state
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -82,23 +82,24 @@ def device_local(params: Any, axis_name: Optional[str]) -> Any:
     return jax.lax.pcast(params, axis_name, to="varying")
 
 
-def variables_of(state: Any, params: Any) -> dict[str, Any]:
-    """The variables for `state.apply_fn` with `params`: our TrainState's own, or, for any other
-    state with `params` and `apply_fn` (flax's TrainState), params plus its `batch_stats` if any."""
-    if isinstance(state, TrainState):
-        return state.variables(params)
-    stats = getattr(state, "batch_stats", None)
-    return {"params": params, **({"batch_stats": stats} if stats else {})}
+class LossAux(NamedTuple):
+    """What `mixup_loss` returns beside the loss."""
+
+    logits: jax.Array  # the mixed forward pass's logits [B, num_classes]
+    model_state: dict[str, Any]  # every non-param collection after the pass (see variables)
+    sown_loss: Optional[jax.Array]  # the sum of what the model sowed into `losses`, or None
 
 
 def mixup_loss(params: Any, state: Any, images: jax.Array, labels: jax.Array,
                draw: MixDraw, *, config: MixSpec,
-               rngs: Optional[dict[str, jax.Array]] = None) -> tuple[jax.Array, tuple[jax.Array, Any]]:
-    """Loss of the mixed forward pass for given draws; returns (loss, (logits, batch_stats)).
+               rngs: Optional[dict[str, jax.Array]] = None) -> tuple[jax.Array, LossAux]:
+    """Loss of the mixed forward pass for given draws; returns (loss, LossAux).
 
     For plugging mixing into your own step: differentiate this with respect to `params`.
-    `state` is any object with `apply_fn` (and `batch_stats` if the model has BatchNorm), e.g.
-    our TrainState or flax's `flax.training.train_state.TrainState`.
+    `state` is any object with `apply_fn` and either a `model_state` (our TrainState) or an
+    optional `batch_stats` (e.g. flax's `flax.training.train_state.TrainState`). Every
+    non-param collection is updated; what the model sows into `losses` is added to the loss
+    (unless `config.add_sown_losses` is False) and returned as `sown_loss`.
     """
     one_hot = jax.nn.one_hot(labels, config.num_classes, dtype=jnp.float32)
     mix_args: dict[str, Any] = {}
@@ -107,21 +108,24 @@ def mixup_loss(params: Any, state: Any, images: jax.Array, labels: jax.Array,
         mix_args = draw.model_kwargs(config.mix_layers, config.mixing)
         targets = mix_targets(one_hot, draw.perm, draw.lam)
     with recording_mix_points() as visited:
-        logits, updates = state.apply_fn(variables_of(state, params), images, train=True,
-                                         mutable=["batch_stats"], rngs=rngs, **mix_args)
+        logits, model_state, sown = apply_training(
+            state.apply_fn, variables_of(state, params), images, rngs=rngs, **mix_args)
     if config.mixes:  # while tracing: no run-time cost
         check_mix_points(config.mix_layers, visited, state.apply_fn)
     check_logits(logits, labels, config)
     loss = get_loss(config.loss)(logits, targets)
-    return loss, (logits, updates.get("batch_stats", getattr(state, "batch_stats", None)))
+    if sown is not None and config.add_sown_losses:
+        loss = loss + sown
+    return loss, LossAux(logits, model_state, sown)
 
 
-def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSpec,
-               axis_name: Optional[str] = None) -> tuple[TrainState, Metrics]:
+def mixup_step(state: Any, batch: Batch, rng: jax.Array, *, config: MixSpec,
+               axis_name: Optional[str] = None) -> tuple[Any, Metrics]:
     """One SGD step on a Manifold-Mixup batch. Pure: same inputs, same outputs.
 
     Args:
-      state: the TrainState (params, batch_stats, opt_state).
+      state: the TrainState (params, model_state, opt_state), or flax's TrainState (with a
+        `batch_stats` field if the model has BatchNorm).
       batch: {"image": f32/bf16[B, ...], "label": int32[B]}.
       rng: this step's key, e.g. fold_in(run_key, step); k, λ, perm and dropout come from it.
       config: the static MixSpec (ERM: mix_layers=(); Input Mixup: (0,)).
@@ -132,7 +136,8 @@ def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSp
 
     Returns:
       (new state, metrics): loss, mixed_accuracy (argmax of the mixed-input logits against the
-      unmixed labels), lam, mix_layer (-1 when not mixing), grad_norm.
+      unmixed labels), lam, mix_layer (-1 when not mixing), grad_norm, and sown_loss when the
+      model sows into `losses`.
     """
     images, labels = check_batch(batch)
     check_label_range(labels, config)
@@ -142,22 +147,25 @@ def mixup_step(state: TrainState, batch: Batch, rng: jax.Array, *, config: MixSp
     draw = sample_mix(mix_rng, labels.shape[0], alpha=config.alpha,
                       mix_layers=config.mix_layers if config.mixes else (), axis_name=axis_name)
     grad_fn = jax.value_and_grad(mixup_loss, has_aux=True)
-    (loss, (logits, batch_stats)), grads = grad_fn(
+    (loss, aux), grads = grad_fn(
         device_local(state.params, axis_name), state, images, labels, draw, config=config,
         rngs=stream_keys(config.rng_streams, dropout_rng))
-    accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+    accuracy = jnp.mean(jnp.argmax(aux.logits, axis=-1) == labels)
+    sown = aux.sown_loss
     if axis_name is not None:
         # Each device's gradient of its local mean loss, averaged: the global mean's gradient.
-        # Per-device BatchNorm: the running statistics are averaged over devices as well.
-        grads, loss, accuracy, batch_stats = jax.lax.pmean(
-            (grads, loss, accuracy, batch_stats), axis_name)
-    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+        grads, loss, accuracy, sown = jax.lax.pmean((grads, loss, accuracy, sown), axis_name)
+    # Per-device BatchNorm: the running statistics are averaged over devices as well.
+    model_state = mean_over(aux.model_state, axis_name)
+    new_state = with_model_state(state.apply_gradients(grads=grads), model_state)
     metrics = {"loss": loss, "mixed_accuracy": accuracy, "lam": draw.lam,
                "mix_layer": draw.layer, "grad_norm": optax.tree.norm(grads)}
+    if sown is not None:
+        metrics["sown_loss"] = sown
     return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: Batch) -> Metrics:
+def eval_step(state: Any, batch: Batch) -> Metrics:
     """Sums over a batch of the test NLL and correct predictions (running BN statistics).
 
     `batch` may hold a float/bool "mask" [B] marking padding (0) so that every example of a
@@ -165,7 +173,8 @@ def eval_step(state: TrainState, batch: Batch) -> Metrics:
     """
     images, labels = check_batch(batch)
     mask = batch.get("mask", jnp.ones(labels.shape, jnp.float32)).astype(jnp.float32)
-    logits = state.apply_fn(state.variables(), images, train=False)
+    logits = state.apply_fn(variables_of(state, state.params), images,
+                            **train_flag(state.apply_fn, False))
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
     return {"nll": jnp.sum(nll(logits, labels) * mask), "correct": jnp.sum(correct * mask),
             "count": jnp.sum(mask)}

@@ -17,7 +17,6 @@ forward pass, so the model's code is not touched and any submodule can be a mix 
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
@@ -25,6 +24,7 @@ import jax
 
 from mmix_jax.errors import MixPointError
 from mmix_jax.mixup import check_mix_args, check_mix_points, maybe_mix, recording_mix_points, requested_points
+from mmix_jax.variables import mode_kwargs
 
 
 class Mixable(nn.Module):
@@ -64,11 +64,18 @@ class Mixable(nn.Module):
             out = call(*call_args, **call_kwargs)
             if path not in index:
                 return out
+            shape_ok = isinstance(out, jax.Array) and out.ndim > 0 and out.shape[0] == batch
+            if (seen[path] > 1 or not shape_ok) and lifted(module, root):
+                raise MixPointError(
+                    f"mix point {path!r} is inside (or is) a lifted transform such as nn.scan or "
+                    "nn.vmap: its body runs once per iteration (and a scan returns (carry, "
+                    "outputs)), so it cannot be one mix point. Name a submodule outside the "
+                    "transform, or unroll the scanned blocks.")
             if seen[path] > 1:
                 raise MixPointError(
                     f"mix point {path!r} was called {seen[path]} times in one forward pass (a "
                     "shared submodule): a mix point must run once; name a submodule used once.")
-            if not isinstance(out, jax.Array) or out.ndim == 0 or out.shape[0] != batch:
+            if not shape_ok:
                 shape = getattr(out, "shape", type(out).__name__)
                 raise MixPointError(
                     f"mix point {path!r} returns {shape}, not a batch-major array [{batch}, ...]: "
@@ -88,20 +95,14 @@ class Mixable(nn.Module):
         return out
 
 
-def mode_kwargs(module: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The steps' `train=` in the model's own terms: passed on if its `__call__` takes `train`
-    (or **kwargs), as `deterministic=not train` if it takes flax's usual `deterministic`,
-    dropped if it takes neither (a model with one behaviour)."""
-    if "train" not in kwargs:
-        return kwargs
-    parameters = inspect.signature(type(module).__call__).parameters
-    if "train" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        return kwargs
-    kwargs = dict(kwargs)
-    train = kwargs.pop("train")
-    if "deterministic" in parameters:
-        kwargs["deterministic"] = not train
-    return kwargs
+def lifted(module: nn.Module, root: int) -> bool:
+    """Whether `module` belongs to a lifted transform's body (nn.scan, nn.vmap, also nn.remat,
+    which is harmless): its chain of parent modules stops below the model (the transform gives
+    it a bare scope as parent)."""
+    top = module
+    while isinstance(top.parent, nn.Module):
+        top = top.parent
+    return len(top.path) > root
 
 
 def mixable(module: nn.Module, points: Sequence[str]) -> Mixable:

@@ -308,5 +308,40 @@ def supervised_and_semi_supervised_by_hand():
         ssl_by_hand(targets)
 
 
+
+
+def collections_over_devices():
+    """CountingNet under shard_map: its counter (an int collection) advances once per step and
+    its BatchNorm statistics are the mean over devices of each device's own update."""
+    from tiny_models import CountingNet
+
+    mesh = parallel.make_mesh()
+    devices = len(jax.devices())
+    model = CountingNet(num_classes=5)
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.normal(size=(GLOBAL_BATCH, 4, 4, 1)).astype(np.float32),
+             "label": (np.arange(GLOBAL_BATCH) % 5).astype(np.int32)}
+    state = create_train_state(model, paper_sgd(step_schedule(0.1, [], 0.1)), jax.random.key(0),
+                               batch["image"])
+    spec = MixSpec(num_classes=5, alpha=0.0, mix_layers=())
+    step = parallel.make_train_step(functools.partial(mixup_step, config=spec), mesh, donate=False)
+    new, metrics = step(parallel.replicate(state, mesh), parallel.shard_batch(batch, mesh),
+                        jax.random.key(1))
+    new, metrics = step(new, parallel.shard_batch(batch, mesh), jax.random.key(2))
+    assert int(new.model_state["counters"]["calls"]) == 2, new.model_state["counters"]
+    # one device's pass over its share, by hand, averaged
+    shares = np.split(batch["image"], devices)
+    means = []
+    for share in shares:
+        _, updates = model.apply(state.variables(), share, train=True,
+                                 mutable=["batch_stats", "counters"])
+        means.append(updates["batch_stats"]["BatchNorm_0"]["mean"])
+    once = step(parallel.replicate(state, mesh), parallel.shard_batch(batch, mesh),
+                jax.random.key(1))[0]
+    assert max_difference(once.batch_stats["BatchNorm_0"]["mean"], np.mean(means, axis=0)) < 1e-6
+    assert float(metrics["sown_loss"]) > 0
+    print("collections over devices: ok")
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*sys.argv[2:])

@@ -30,6 +30,7 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
 from mmix_jax.errors import ConfigError, WorkdirError
+from mmix_jax.harness import state_layout
 from mmix_jax.harness.summaries import workdir_path
 
 # Keys whose change makes a checkpoint meaningless for the run (the state's structure, the data
@@ -198,9 +199,14 @@ class Checkpoints:
         return self._manager.best_step() if self.settings.best_metric else None
 
     def restore_step(self, step: int, abstract_state: Any) -> Any:
-        """The state saved at `step`, placed like `abstract_state`."""
-        return self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state)))["state"]
+        """The state saved at `step`, placed like `abstract_state` (an earlier layout moved
+        into today's fields: `state_layout`)."""
+        stored = self._manager.item_metadata(step)["state"]
+        legacy = state_layout.is_batch_stats_layout(getattr(stored, "tree", stored))
+        target = state_layout.batch_stats_target(abstract_state) if legacy else abstract_state
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target)))["state"]
+        return state_layout.from_batch_stats_layout(abstract_state, restored) if legacy else restored
 
     def _read(self, what: str, step: int, read: Callable[[], Any]) -> Any:
         """read(), retried on OSError; a persistent one is reported, touching nothing."""
@@ -262,10 +268,9 @@ class Checkpoints:
                     "library version?); nothing was moved. Use a new --workdir, or the version "
                     "that wrote it.")
             try:
-                restored = self._read("state", step, lambda step=step: self._manager.restore(
-                    step, args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(abstract_state)))["state"])
-            except WorkdirError:
+                restored = self._read("state", step, lambda step=step: self.restore_step(
+                    step, abstract_state))
+            except (WorkdirError, ConfigError):
                 raise
             except Exception as error:  # noqa: BLE001 - structure matches, data unreadable
                 self._set_aside(step, error)

@@ -166,7 +166,7 @@ def forward_and_gradient(state, images, labels, layer, lam, perm, eligible):
     draw = MixDraw(layer, lam, perm)
     spec = MixSpec(num_classes=CLASSES, mix_layers=eligible, mixing="select")
     grad_fn = jax.value_and_grad(mixup_loss, has_aux=True)
-    (loss, (logits, stats)), grads = grad_fn(state.params, state, images, labels, draw,
+    (loss, (logits, stats, _)), grads = grad_fn(state.params, state, images, labels, draw,
                                              config=spec)
     return loss, logits, stats, grads
 

@@ -156,8 +156,8 @@ def test_mean_teacher_is_the_ema_of_the_weights_with_ict_warm_up():
     for a, b in zip(jax.tree.leaves(second.teacher["params"]), jax.tree.leaves(by_hand)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     # The teacher keeps its own BatchNorm statistics, from its own (train-mode) passes.
-    assert not np.allclose(jax.tree.leaves(second.teacher["batch_stats"])[0],
-                           jax.tree.leaves(state.teacher["batch_stats"])[0])
+    assert not np.allclose(jax.tree.leaves(second.teacher["model_state"]["batch_stats"])[0],
+                           jax.tree.leaves(state.teacher["model_state"]["batch_stats"])[0])
     with pytest.raises(ValueError, match="need a teacher"):
         step(state.replace(teacher=None), labeled, unlabeled, jax.random.key(0))
 

@@ -152,3 +152,54 @@ def test_mixable_passes_the_steps_train_flag_in_the_models_own_terms():
     assert not np.allclose(on[0], on[1])
     np.testing.assert_array_equal(model.apply(variables, x, train=False),
                                   Deterministic().apply(variables, x))  # the model's own eval
+
+
+class ScannedNet(nn.Module):
+    """An embedding, three blocks (nn.scan over one, or each under nn.remat) and a head."""
+
+    scan: bool
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        h = nn.Dense(4, name="embed")(x)
+        if self.scan:
+            h, _ = nn.scan(ScanBlock, variable_axes={"params": 0}, split_rngs={"params": True},
+                           length=3)(name="blocks")(h, None)
+        else:
+            for i in range(3):
+                h = nn.remat(Block)(name=f"block{i}")(h)
+        return nn.Dense(2, name="head")(h)
+
+
+class Block(nn.Module):
+    @nn.compact
+    def __call__(self, h):
+        return nn.relu(nn.Dense(4)(h))
+
+
+class ScanBlock(nn.Module):
+    @nn.compact
+    def __call__(self, h, _):
+        return Block(name="Dense_0_block")(h), None
+
+
+@pytest.mark.parametrize("points", [("blocks",), ("blocks/Dense_0_block",)])
+def test_a_point_in_a_scan_is_refused_as_a_scan_and_remat_blocks_mix(points):
+    x = jnp.arange(12.0).reshape(4, 3)
+    perm, lam = jnp.array([3, 2, 1, 0]), jnp.float32(0.25)
+    scanned = ScannedNet(scan=True)
+    with pytest.raises(MixPointError, match="lifted transform such as nn.scan"):
+        mixable(scanned, points).apply(scanned.init(jax.random.key(0), x), x, mix_layer=1,
+                                       perm=perm, lam=lam)
+    # nn.remat lifts too, but each block runs once: a mix point like any other
+    unrolled = ScannedNet(scan=False)
+    variables = unrolled.init(jax.random.key(0), x)
+    mixed = mixable(unrolled, ("block0",)).apply(variables, x, mix_layer=1, perm=perm, lam=lam)
+    p = variables["params"]
+    h = x @ p["embed"]["kernel"] + p["embed"]["bias"]
+    h = nn.relu(h @ p["block0"]["Dense_0"]["kernel"] + p["block0"]["Dense_0"]["bias"])
+    h = lam * h + (1 - lam) * h[perm]
+    for i in (1, 2):
+        h = nn.relu(h @ p[f"block{i}"]["Dense_0"]["kernel"] + p[f"block{i}"]["Dense_0"]["bias"])
+    np.testing.assert_allclose(mixed, h @ p["head"]["kernel"] + p["head"]["bias"], rtol=1e-5,
+                               atol=1e-6)
