@@ -15,22 +15,7 @@ import ml_collections
 
 from mmix_jax.harness import config_lib
 
-# name → (TFDS name, classes, image shape, crop padding, flip, normalisation). The authors'
-# code: CIFAR random crop with 2-pixel zero padding + horizontal flip, per-channel statistics;
-# SVHN the crop only, pixels normalised with mean = std = 0.5. Fashion-MNIST as CIFAR.
-# OUT_OF_DISTRIBUTION: the real data set each is usually paired with for outlier detection
-# (offline: --config.eval.ood_sets="('npz:PATH', 'uniform', 'gaussian')").
-DATASETS = {
-    "cifar10": ("cifar10", 10, (32, 32, 3), 2, True, "per_channel"),
-    "cifar100": ("cifar100", 100, (32, 32, 3), 2, True, "per_channel"),
-    "svhn": ("svhn_cropped", 10, (32, 32, 3), 2, False, "half"),
-    "fashion_mnist": ("fashion_mnist", 10, (28, 28, 1), 2, True, "per_channel"),
-}
-
 # name → (model keys, default schedule). Parameters drawn as PyTorch's defaults, as theirs.
-OUT_OF_DISTRIBUTION = {"cifar10": "tfds:svhn_cropped", "cifar100": "tfds:svhn_cropped",
-                       "svhn": "tfds:cifar10", "fashion_mnist": "tfds:mnist"}
-
 MODELS = {
     "preactresnet18": (dict(name="preactresnet18", width=64), "readme"),
     "preactresnet34": (dict(name="preactresnet34", width=64), "readme"),
@@ -54,9 +39,9 @@ METHODS = {
 
 def get_config(arg: str = "cifar10") -> ml_collections.ConfigDict:
     picked, options = config_lib.parse_arg(
-        arg, {"dataset": DATASETS, "model": MODELS, "method": METHODS}, ("epochs", "schedule"))
-    tfds_name, classes, shape, padding, flip, normalization = DATASETS[
-        picked.get("dataset", "cifar10")]
+        arg, {"dataset": config_lib.IMAGE_DATASETS, "model": MODELS, "method": METHODS},
+        ("epochs", "schedule"))
+    dataset = picked.get("dataset", "cifar10")
     model, schedule = MODELS[picked.get("model", "preactresnet18")]
     schedule = options.get("schedule", schedule)
     if schedule not in SCHEDULES:
@@ -64,14 +49,10 @@ def get_config(arg: str = "cifar10") -> ml_collections.ConfigDict:
                          f"{sorted(SCHEDULES)}.")
     paper_epochs, milestones = SCHEDULES[schedule]
     epochs = int(options.get("epochs", paper_epochs))
-    config = config_lib.base(num_classes=classes, num_epochs=epochs)
-    config.data = ml_collections.ConfigDict(dict(
-        name=tfds_name, data_dir="", manual_dir="", path="", test_per_class=0,
-        validation_per_class=0, labels_per_class=0, image_shape=shape, crop_padding=padding,
-        flip=flip, normalization=normalization))
+    config = config_lib.base(num_classes=config_lib.IMAGE_DATASETS[dataset][1], num_epochs=epochs)
+    config.data = config_lib.image_data(dataset)
     config.model = ml_collections.ConfigDict(dict(model, dtype="float32", init="torch"))
-    config.eval.update(config_lib.robustness(OUT_OF_DISTRIBUTION[picked.get("dataset",
-                                                                            "cifar10")]))
+    config.eval.update(config_lib.robustness(config_lib.OUT_OF_DISTRIBUTION[dataset]))
     config.optimizer = config_lib.sgd(config_lib.scaled_milestones(milestones, paper_epochs,
                                                                    epochs))
     config_lib.add_methods(config, picked.get("method"), METHODS)

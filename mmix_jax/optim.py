@@ -1,5 +1,6 @@
 """The paper's optimizer through optax: SGD, Nesterov momentum, L2 weight decay, step schedule;
-or ICT's cosine ramp-down of the learning rate.
+or ICT's cosine ramp-down of the learning rate; or, for Vision Transformers, AdamW with
+decoupled weight decay on the kernels only and a cosine decay after a linear warm-up.
 
 PyTorch's SGD adds `weight_decay · w` to the gradient before the momentum buffer; the chain
 add_decayed_weights → sgd(momentum, nesterov) does the same, and optax's Nesterov trace equals
@@ -9,8 +10,9 @@ PyTorch's (buffer = μ·buffer + g; update = g + μ·buffer; w −= lr·update).
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Any, Sequence
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -31,6 +33,9 @@ class OptimizerSpec:
     schedule: str = "step"
     rampdown_epochs: float = 0.0
     warmup_epochs: float = 0.0  # linear warm-up from 0 (Goyal et al. 2017), e.g. 5 on ImageNet
+    name: str = "sgd"  # or "adamw": momentum/nesterov unused, b1/b2 used, decay decoupled
+    b1: float = 0.9
+    b2: float = 0.999
 
 
 def step_schedule(learning_rate: float, milestones: Sequence[int],
@@ -43,6 +48,7 @@ def step_schedule(learning_rate: float, milestones: Sequence[int],
 
 
 SCHEDULES = ("step", "cosine")
+OPTIMIZERS = ("sgd", "adamw")
 
 
 def cosine_rampdown_schedule(learning_rate: float, rampdown_steps: int) -> optax.Schedule:
@@ -65,6 +71,18 @@ def paper_sgd(schedule: optax.Schedule, *, momentum: float = 0.9, nesterov: bool
                        optax.sgd(schedule, momentum=momentum or None, nesterov=nesterov))
 
 
+def kernels_only(params: Any) -> Any:
+    """True for each kernel (a weight matrix or filter), False for biases, norms, embeddings."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
+
+
+def adamw(schedule: optax.Schedule, *, b1: float = 0.9, b2: float = 0.999,
+          weight_decay: float = 1e-4) -> optax.GradientTransformation:
+    """AdamW with decoupled weight decay (scaled by the schedule, as optax does) on kernels only."""
+    return optax.adamw(schedule, b1=b1, b2=b2, weight_decay=weight_decay, mask=kernels_only)
+
+
 def make_optimizer(spec: OptimizerSpec, steps_per_epoch: int
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """The optimiser of `spec` and its learning-rate schedule, both per step."""
@@ -77,5 +95,7 @@ def make_optimizer(spec: OptimizerSpec, steps_per_epoch: int
                                  spec.decay_factor)
     if spec.warmup_epochs > 0:
         schedule = with_warmup(schedule, round(spec.warmup_epochs * steps_per_epoch))
+    if spec.name == "adamw":
+        return adamw(schedule, b1=spec.b1, b2=spec.b2, weight_decay=spec.weight_decay), schedule
     return paper_sgd(schedule, momentum=spec.momentum, nesterov=spec.nesterov,
                      weight_decay=spec.weight_decay), schedule

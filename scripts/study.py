@@ -92,6 +92,41 @@ def flattening_fashion() -> list[Run]:
                  ("checkpoint.every_epochs", "1"), ("checkpoint.keep", str(epochs))))
             for seed in (0, 1) for method in METHODS]
 
+
+# ViT on Fashion-MNIST: images per class → epochs (the same 60,000 and 120,000 images seen).
+VIT_EPOCHS = {100: 60, 500: 24}
+VIT_POINT_SETS = ("early", "middle", "late", "all")
+VIT_CHOSEN_POINTS = ""  # set from vit_points' validation error (docs/reproduction.md §6)
+
+
+def vit_run(per_class: int, method: str, seed: int, points: str = "") -> Run:
+    """configs/vit.py's ViT-mini (patch 4), 500 per class held out for validation; the
+    robustness rows but the deformations, PGD with 20 steps only (CPU time)."""
+    epochs = VIT_EPOCHS[per_class]
+    name = f"n{per_class}_{method}{'_' + points if points else ''}_s{seed}"
+    arg = f"fashion_mnist,vit_mini,{method},epochs={epochs}" + (f",points={points}" if points else "")
+    return Run(name, f"configs/vit.py:{arg}",
+               (("seed", str(seed)), ("data.labels_per_class", str(per_class)),
+                ("data.validation_per_class", "500"), ("eval.deformations", "()"),
+                ("eval.pgd_steps", "(20,)"), ("checkpoint.every_epochs", str(epochs // 10))))
+
+
+def vit_points() -> list[Run]:
+    """Which of the ViT's mix points help, chosen on validation: 100 images per class, seed 0,
+    Manifold Mixup over each point set of configs/vit.py (all with the input), beside ERM and
+    Input Mixup."""
+    return [vit_run(100, "erm", 0), vit_run(100, "input", 0)] + [
+        vit_run(100, "manifold", 0, points) for points in VIT_POINT_SETS]
+
+
+def vit_fashion() -> list[Run]:
+    """ERM / Input / Manifold Mixup (the chosen points) on a ViT-mini at 100 and 500 images per
+    class, 2 seeds; the small size first, so that complete points come first."""
+    if not VIT_CHOSEN_POINTS:
+        raise SystemExit("run vit_points first and set VIT_CHOSEN_POINTS from its validation error")
+    return [vit_run(per_class, method, seed, VIT_CHOSEN_POINTS if method == "manifold" else "")
+            for per_class in VIT_EPOCHS for seed in (0, 1) for method in METHODS]
+
 def fashion_robustness() -> list[Run]:
     """Robustness beyond FGSM (deformations, out-of-distribution detection, PGD) at the curve's
     1,000-image point, where ERM overfits and the mixups win: PreActResNet18 width 16, 100
@@ -221,7 +256,8 @@ def ssl_moons() -> list[Run]:
 
 STUDIES = {"fashion_curve": fashion_curve, "fashion_full": fashion_full,
            "flattening_mnist": flattening_mnist, "flattening_fashion": flattening_fashion,
-           "fashion_robustness": fashion_robustness,
+           "fashion_robustness": fashion_robustness, "vit_points": vit_points,
+           "vit_fashion": vit_fashion,
            "ssl_fashion_mnist": ssl_fashion_mnist, "ssl_fashion_gate": ssl_fashion_gate,
            "ssl_fashion_100": ssl_fashion_100, "ssl_moons": ssl_moons}
 

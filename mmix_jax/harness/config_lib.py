@@ -37,6 +37,30 @@ def parse_arg(arg: str, choices: Mapping[str, Sequence[str]],
     return picked, given
 
 
+# name → (TFDS name, classes, image shape, crop padding, flip, normalisation). The authors'
+# code: CIFAR random crop with 2-pixel zero padding + horizontal flip, per-channel statistics;
+# SVHN the crop only, pixels normalised with mean = std = 0.5. Fashion-MNIST as CIFAR.
+IMAGE_DATASETS = {
+    "cifar10": ("cifar10", 10, (32, 32, 3), 2, True, "per_channel"),
+    "cifar100": ("cifar100", 100, (32, 32, 3), 2, True, "per_channel"),
+    "svhn": ("svhn_cropped", 10, (32, 32, 3), 2, False, "half"),
+    "fashion_mnist": ("fashion_mnist", 10, (28, 28, 1), 2, True, "per_channel"),
+}
+# The real data set each is usually paired with for outlier detection (offline:
+# --config.eval.ood_sets="('npz:PATH', 'uniform', 'gaussian')").
+OUT_OF_DISTRIBUTION = {"cifar10": "tfds:svhn_cropped", "cifar100": "tfds:svhn_cropped",
+                       "svhn": "tfds:cifar10", "fashion_mnist": "tfds:mnist"}
+
+
+def image_data(dataset: str) -> ml_collections.ConfigDict:
+    """config.data for one of IMAGE_DATASETS: the whole training set, the authors' augmentation."""
+    tfds_name, _, shape, padding, flip, normalization = IMAGE_DATASETS[dataset]
+    return ml_collections.ConfigDict(dict(
+        name=tfds_name, data_dir="", manual_dir="", path="", test_per_class=0,
+        validation_per_class=0, labels_per_class=0, image_shape=shape, crop_padding=padding,
+        flip=flip, normalization=normalization))
+
+
 def scaled_milestones(milestones: Sequence[int], paper_epochs: int, epochs: int) -> tuple[int, ...]:
     """The milestones at the same fractions of a run of `epochs` epochs."""
     return tuple(max(1, round(m * epochs / paper_epochs)) for m in milestones)

@@ -26,7 +26,7 @@ from mmix_jax.losses import LOSS_NAMES
 from mmix_jax.mixup import MixSpec
 from mmix_jax.models import DTYPES, MODEL_NAMES, MixableModel, ModelSpec
 from mmix_jax.models.init import INIT_SCHEMES
-from mmix_jax.optim import SCHEDULES, OptimizerSpec
+from mmix_jax.optim import OPTIMIZERS, SCHEDULES, OptimizerSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +95,7 @@ def mix_spec(config: ml_collections.ConfigDict, model: MixableModel) -> MixSpec:
     layers = mix_points(config.mix.layers, "mix.layers", config.model.name,
                         model.num_mix_points, ", () for ERM, (0,) for Input Mixup")
     return MixSpec(num_classes=config.num_classes, alpha=float(alpha), mix_layers=layers,
-                   loss=config.loss)
+                   loss=config.loss, rng_streams=model.rng_streams)
 
 
 def optimizer_spec(optimizer: ml_collections.ConfigDict, num_epochs: int) -> OptimizerSpec:
@@ -109,7 +109,11 @@ def optimizer_spec(optimizer: ml_collections.ConfigDict, num_epochs: int) -> Opt
         decay_factor=float(optimizer.decay_factor),
         schedule=str(optimizer.get("schedule", "step")),
         rampdown_epochs=float(optimizer.get("rampdown_epochs", 0.0)),
-        warmup_epochs=float(optimizer.get("warmup_epochs", 0.0)))
+        warmup_epochs=float(optimizer.get("warmup_epochs", 0.0)),
+        name=str(optimizer.get("name", "sgd")), b1=float(optimizer.get("b1", 0.9)),
+        b2=float(optimizer.get("b2", 0.999)))
+    if spec.name not in OPTIMIZERS:
+        raise invalid("optimizer.name", spec.name, f"choose one of {OPTIMIZERS}")
     if not 0 <= spec.warmup_epochs < num_epochs:
         raise invalid("optimizer.warmup_epochs", spec.warmup_epochs,
                       f"must be in [0, num_epochs = {num_epochs})")

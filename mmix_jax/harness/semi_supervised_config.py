@@ -66,7 +66,7 @@ def semi_supervised_run(config: ml_collections.ConfigDict, model: MixableModel
         unsupervised_layers=mix_points(section.unsupervised_layers,
                                         "semi_supervised.unsupervised_layers", name, points),
         unsupervised_weight_max=float(section.unsupervised_weight_max),
-        ema_decay=float(decay),
+        ema_decay=float(decay), rng_streams=model.rng_streams,
         # keys a config may omit: SemiSupervisedSpec's defaults apply
         **{key: str(section[key]) for key in ("batch_norm_passes", "target_gradient")
            if key in section})

@@ -11,6 +11,8 @@ import jax.numpy as jnp
 from mmix_jax.models.base import MixableModel
 from mmix_jax.models.mlp import MLP
 from mmix_jax.models.preact_resnet import PreActResNet, preact_resnet
+from mmix_jax.models.vit import SIZES as VIT_SIZES
+from mmix_jax.models.vit import ViT, vit
 from mmix_jax.models.wide_resnet import WideResNet
 
 _REGISTRY: dict[str, Callable[..., MixableModel]] = {
@@ -25,6 +27,8 @@ _REGISTRY: dict[str, Callable[..., MixableModel]] = {
         "depth": 28, "widen_factor": 2, "style": "authors", "activation": "leaky_relu",
         "dropout_rate": 0.3, **kw}),
     "mlp": MLP,
+    "vit": ViT,  # every number given: width, depth, num_heads, mlp_dim, patch_size...
+    **{f"vit_{size}": functools.partial(vit, size) for size in VIT_SIZES},
 }
 
 MODEL_NAMES: tuple[str, ...] = tuple(sorted(_REGISTRY))
@@ -62,4 +66,4 @@ def get_model(name: str, **kwargs: Any) -> MixableModel:
 
 
 __all__ = ["DTYPES", "MLP", "MODEL_NAMES", "MixableModel", "ModelSpec", "PreActResNet",
-           "WideResNet", "get_model"]
+           "ViT", "WideResNet", "get_model"]

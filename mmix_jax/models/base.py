@@ -41,6 +41,11 @@ class MixableModel(nn.Module):
         """Whether the model keeps BatchNorm statistics (then it takes a `bn_axis`)."""
         return False
 
+    @property
+    def rng_streams(self) -> tuple[str, ...]:
+        """The RNG streams the model draws from in training (for `MixSpec.rng_streams`)."""
+        return ("dropout",)
+
     def segment(self, index: int, h: jax.Array, train: bool) -> jax.Array:
         raise NotImplementedError
 
