@@ -120,7 +120,10 @@ def benchmark_case(model_name: str, mode: str, batch_size: int, dtype: str, args
     """Times the step `mmix-train` runs: jit(shard_map(crop/flip/normalise + mixup_step)) with the
     batch sharded over every device of the mesh (one device unless --cpu-devices)."""
     alpha, layers = MODES[mode]
-    model_kwargs = {"width": args.width} if args.width and model_name.startswith("preact") else {}
+    model_kwargs: dict[str, Any] = (
+        {"width": args.width} if args.width and model_name.startswith("preact") else {})
+    if model_name.startswith("vit"):  # manifold's points (0, 1, 2): input, tokens, block 1
+        model_kwargs["patch_size"] = args.patch_size
     if args.cross_device_bn:
         model_kwargs["bn_axis"] = parallel.DATA_AXIS
     model = get_model(model_name, num_classes=args.num_classes, dtype=DTYPES[dtype], **model_kwargs)
@@ -326,6 +329,7 @@ def parse_args(argv=None):
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--width", type=int, default=0, help="PreActResNet width (0 = 64)")
+    parser.add_argument("--patch-size", type=int, default=4, help="ViT patch size (vit_* models)")
     parser.add_argument("--steps", type=int, default=5, help="steps per timed window")
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2)

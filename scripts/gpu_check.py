@@ -114,6 +114,9 @@ def plan(args) -> list[tuple[str, dict]]:
         for mode in ("erm", "input", "manifold"):
             cases.append(("jax", {"mode": mode, "batch": batch, "dtype": dtype, "first": first}))
         cases.append(("ssl", {"batch": batch, "dtype": dtype, "first": first}))
+        if first:  # the ViT at the first shape: its step times and Manifold/ERM
+            for mode in ("erm", "input", "manifold"):
+                cases.append(("vit", {"mode": mode, "batch": batch, "dtype": dtype}))
         if args.torch:
             for mode in ("erm", "input", "manifold"):
                 cases.append(("torch", {"mode": mode, "batch": batch, "dtype": dtype,
@@ -135,6 +138,9 @@ def run_case(kind: str, params: dict, args) -> dict:
     if kind == "jax":  # "select": what "auto" runs on an accelerator, also in the CPU smoke run
         return benchmark.benchmark_case("preactresnet18", params["mode"], params["batch"],
                                         params["dtype"], bench_args, mixing="select")
+    if kind == "vit":
+        return benchmark.benchmark_case(args.vit, params["mode"], params["batch"],
+                                        params["dtype"], bench_args, mixing="select")
     if kind == "ssl":
         bench_args.profile_dir = args.profile_dir if params["first"] else ""
         return ssl_case(params["batch"], params["dtype"], bench_args)
@@ -148,7 +154,7 @@ def run_case(kind: str, params: dict, args) -> dict:
 
 def ratios(lines: list[dict]) -> list[dict]:
     """Manifold/ERM per shape, and ours over PyTorch's best for each mode and shape."""
-    steps = {(line["mode"], line["batch"], line["dtype"]): line for line in lines
+    steps = {(line["model"], line["mode"], line["batch"], line["dtype"]): line for line in lines
              if line.get("case") == "step"}
     torch_best: dict[tuple, float] = {}
     for line in lines:
@@ -156,12 +162,13 @@ def ratios(lines: list[dict]) -> list[dict]:
             key = (line["mode"], line["batch"], line.get("dtype", "float32"))
             torch_best[key] = max(torch_best.get(key, 0.0), line["images_per_s"])
     out = []
-    for (mode, batch, dtype), line in steps.items():
-        if mode == "manifold" and ("erm", batch, dtype) in steps:
-            out.append({"case": "ratio", "batch": batch, "dtype": dtype,
+    for (model, mode, batch, dtype), line in steps.items():
+        erm = steps.get((model, "erm", batch, dtype))
+        if mode == "manifold" and erm:
+            out.append({"case": "ratio", "model": model, "batch": batch, "dtype": dtype,
                         "manifold_over_erm_step_time":
-                            line["step_s_median"] / steps[("erm", batch, dtype)]["step_s_median"]})
-        if (mode, batch, dtype) in torch_best:
+                            line["step_s_median"] / erm["step_s_median"]})
+        if model == "preactresnet18" and (mode, batch, dtype) in torch_best:
             out.append({"case": "ratio", "mode": mode, "batch": batch, "dtype": dtype,
                         "ours_over_torch_best_images_per_s":
                             line["images_per_s"] / torch_best[(mode, batch, dtype)]})
@@ -182,6 +189,7 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--pipeline-examples", type=int, default=10_000)
     parser.add_argument("--profile-dir", default="")
+    parser.add_argument("--vit", default="vit_s", help="the ViT timed at the first shape (patch 4)")
     parser.add_argument("--no-torch", dest="torch", action="store_false")
     parser.add_argument("--torch-device", default="cuda")
     parser.add_argument("--torch-compile-all", action="store_true",
@@ -192,6 +200,7 @@ def parse_args(argv=None):
     if args.smoke:
         args.batch_sizes, args.dtypes, args.width, args.image_size = "8", "float32", 4, 16
         args.steps, args.windows, args.warmup, args.pipeline_examples = 2, 2, 1, 64
+        args.vit = "vit_mini"
         args.torch = False
     return args
 

@@ -29,6 +29,12 @@ class Preemption:
             return multihost_utils.reached_preemption_sync_point(step)
         return self.requested
 
+    def pending(self) -> bool:
+        """Whether this process received SIGTERM that `reached` has not acted on yet (single
+        process: a periodic evaluation may then be skipped; across processes only the sync
+        point decides, so that every process does the same)."""
+        return not self._multi and self.requested
+
     def restore(self) -> None:
         if not self._multi:
             signal.signal(signal.SIGTERM, self._previous)

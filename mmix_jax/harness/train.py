@@ -162,6 +162,8 @@ def train_and_evaluate(spec: RunSpec, workdir: epath.Path, splits: Splits) -> Ru
         if not guard.check(newest_checkpoint()):  # never save a non-finite state
             logging.warning("step %d: not saved, its loss or gradient is not finite", step)
             return
+        if preemption.pending():  # SIGTERM came after this step's check: the next step saves
+            return                # the state and stops, with no evaluation first
         metrics = {f"test_{k}": v for k, v in evaluate(splits.test).items()}
         if has_validation:
             metrics.update({f"val_{k}": v for k, v in evaluate(splits.validation).items()})
