@@ -224,16 +224,19 @@ def test_gpu_check_smoke_covers_every_step_without_the_harness_packages(tmp_path
     assert "LOADED_BLOCKED []" in result.stdout
     report = json.loads(out.read_text())
     assert report["errors"] == [] and report["skipped"] == []
-    steps = {line["mode"]: line for line in report["lines"] if line["case"] == "step"}
-    assert set(steps) == {"erm", "input", "manifold", "ssl"}
+    steps = {(line["model"], line["mode"]): line for line in report["lines"]
+             if line["case"] == "step"}
+    assert set(steps) == {("preactresnet18", mode) for mode in ("erm", "input", "manifold", "ssl")
+                          } | {("vit_mini", mode) for mode in ("erm", "input", "manifold")}
     for line in steps.values():
         # No conditional survives. XLA:CPU's optimised programs do hold `while` loops, ERM's
         # too (its scatter expansion); the GPU's count is the one that matters, so only report.
         assert line["hlo_conditional_ops"] == 0 and line["hlo_while_ops"] >= 0, line
         assert line["images_per_s"] > 0 and line["step_s_min"] <= line["step_s_max"]
-    assert steps["erm"]["pipeline_images_per_s"] > 0  # the host uint8 input path
-    ratio = [r for r in report["ratios"] if "manifold_over_erm_step_time" in r]
-    assert len(ratio) == 1 and ratio[0]["manifold_over_erm_step_time"] > 0
+    assert steps[("preactresnet18", "erm")]["pipeline_images_per_s"] > 0  # the host input path
+    ratio = {r["model"]: r["manifold_over_erm_step_time"] for r in report["ratios"]
+             if "manifold_over_erm_step_time" in r}
+    assert set(ratio) == {"preactresnet18", "vit_mini"} and min(ratio.values()) > 0
 
 
 def test_loader_benchmark_prints_a_rate_per_thread_count():
