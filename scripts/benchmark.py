@@ -281,6 +281,34 @@ def nnx_vs_linen(mode: str, batch_size: int, args) -> dict:
 ALLOCATOR_VARIABLES = ("GLIBC_TUNABLES", "LD_PRELOAD", "MALLOC_CONF")
 
 
+def mixing_cost(batch_size: int, elements: int, args) -> list[dict]:
+    """The mixing alone (λ·h + (1−λ)·h[perm] by select at a traced k, as on an accelerator) on a
+    ViT's token state [B, tokens, width] and on a conv feature map [B, H, W, C] of the same
+    size, each with its gradient: what a mix point adds to a step, by layout."""
+    from mmix_jax.mixup import MixPoint, maybe_mix
+
+    side = int(round((elements // 64) ** 0.5))
+    shapes = {"tokens": (batch_size, elements // 64, 64), "feature_map": (batch_size, side, side, 64)}
+    perm = jax.random.permutation(jax.random.key(1), batch_size)
+
+    def loss(h, k):
+        mixed = maybe_mix(h, 1, MixPoint(k, (1,), True), perm, jnp.float32(0.3))
+        return jnp.sum(jnp.square(mixed))
+
+    step = jax.jit(jax.value_and_grad(loss))  # compiled once per shape
+    lines = []
+    for layout, shape in shapes.items():
+        h = jax.random.normal(jax.random.key(0), shape)
+        jax.block_until_ready(step(h, jnp.int32(1)))
+        times = time_windows(functools.partial(lambda n, h: [step(h, jnp.int32(1))
+                                                             for _ in range(n)][-1], h=h),
+                             args.steps, args.windows)
+        lines.append({"case": "mixing_cost", "layout": layout, "shape": list(shape),
+                      "elements_per_example": int(np.prod(shape[1:])),
+                      "step_s_median": statistics.median(times)})
+    return lines
+
+
 def allocator_environment(env=os.environ) -> dict[str, str]:
     """The allocator variables of `env` by lower-case name ("" where unset), for the JSON lines."""
     return {name.lower(): env.get(name, "") for name in ALLOCATOR_VARIABLES}
@@ -361,6 +389,9 @@ def parse_args(argv=None):
                              "mmix_jax.mixable, and print wrapped / native step time")
     parser.add_argument("--nnx", action="store_true",
                         help="also print the NNX / Linen step-time ratio of a 3×1024 MLP")
+    parser.add_argument("--mixing-cost", type=int, default=0, metavar="ELEMENTS",
+                        help="also time the mixing alone on a token state and a feature map of "
+                             "ELEMENTS values per example each (e.g. 16384)")
     parser.add_argument("--smoke", action="store_true",
                         help="a tiny PreActResNet18 (width 4, 16x16), 2 steps: checks the harness")
     args = parser.parse_args(argv)
@@ -398,6 +429,9 @@ def main(argv=None) -> int:
                 if args.nnx:
                     for mode in by_mode:
                         print(json.dumps(nnx_vs_linen(mode, batch_size, args)), flush=True)
+                if args.mixing_cost and model_name == args.models.split(",")[0]:
+                    for line in mixing_cost(batch_size, args.mixing_cost, args):
+                        print(json.dumps(line), flush=True)
                 if "erm" in by_mode and "manifold" in by_mode:
                     print(json.dumps({
                         "case": "ratio", "model": model_name, "batch": batch_size, "dtype": dtype,
