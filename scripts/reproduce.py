@@ -82,10 +82,11 @@ def semi_supervised_fields(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def variant(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """The method, with its consistency weight and BatchNorm order where the study varies
-    them (a semi-supervised diagnosis), so that those runs are not averaged as seeds; runs on
-    ICT's settings that are not ICT are labelled so (methods.semi_supervised_label). Two runs
-    of one seed that still share a label differ in something else: each gets its run's name."""
+    """The method, with its mix points, consistency weight and BatchNorm order where the study
+    varies them (a ViT's point sets, a semi-supervised diagnosis), so that those runs are not
+    averaged as seeds; runs on ICT's settings that are not ICT are labelled so
+    (methods.semi_supervised_label). Two runs of one seed that still share a label differ in
+    something else: each gets its run's name."""
     label = _described(row, rows)
     if any(other is not row and other["seed"] == row["seed"]
            and _described(other, rows) == label for other in rows):
@@ -100,6 +101,8 @@ def _described(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     same = [r for r in rows if r["method"] == row["method"] and not r.get("ict_settings")]
     if len({r.get("unsupervised_weight_max") for r in same}) > 1:
         label += f", w_max {row['unsupervised_weight_max']:g}"
+    if len({tuple(r["mix_layers"]) for r in same}) > 1:  # e.g. the ViT's point sets
+        label += " at {" + ", ".join(map(str, row["mix_layers"])) + "}"
     if len({r.get("batch_norm_passes") for r in same}) > 1 and (
             row.get("batch_norm_passes") == "authors"):
         label += ", authors' BN passes"
