@@ -107,6 +107,35 @@ def report_study() -> None:
                      **json.loads((workdir / "flattening.json").read_text())})
     pathlib.Path(_OUT.value).write_text(json.dumps({"study": _STUDY.value, "rows": rows},
                                                    indent=1) + "\n")
+    print(table(rows))
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: per split, variant and method, each measure's mean (min–max) over the seeds,
+    at the newest checkpoint."""
+    import numpy as np
+
+    def cell(values: list[float]) -> str:
+        if len(values) == 1:
+            return f"{values[0]:.3g}"
+        return f"{np.mean(values):.3g} ({min(values):.3g}–{max(values):.3g})"
+
+    methods = sorted({row["run"].rsplit("_s", 1)[0] for row in rows},
+                     key=lambda m: ("erm", "input", "manifold").index(m) if m in (
+                         "erm", "input", "manifold") else 9)
+    lines = ["| split | variant | method | seeds | σ₁ | Σσ₂.. | σ₁/Σσ | effective rank |",
+             "|---|---|---|---|---|---|---|---|"]
+    newest = [dict(row, final=row["checkpoints"][-1]) for row in rows]
+    for split in ("train", "test"):
+        for variant in newest[0]["final"][split]:
+            for method in methods:
+                mine = [r["final"][split][variant] for r in newest
+                        if r["run"].rsplit("_s", 1)[0] == method]
+                cells = [cell([m[f"mean_{name}"] for m in mine])
+                         for name in ("first", "rest_sum", "first_share", "effective_rank")]
+                lines.append(f"| {split} | {variant} | {method} | {len(mine)} | "
+                             + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> None:
