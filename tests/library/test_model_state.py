@@ -209,3 +209,33 @@ def test_someone_elses_model_trains_through_mixable_with_one_compile_and_mixes_e
     np.testing.assert_allclose(mixed, lam * unmixed + (1 - lam) * unmixed[perm], rtol=1e-6,
                                atol=1e-6)
     assert not np.allclose(mixed, unmixed)
+
+
+def test_mixup_step_trains_flax_examples_train_states():
+    """flax's own TrainState (no BatchNorm), and the flax-examples subclass with a batch_stats
+    field: the step updates its params and its statistics."""
+    from flax.training import train_state
+    from tiny_models import tiny_preact
+
+    class WithStats(train_state.TrainState):
+        batch_stats: dict
+
+    spec = mmix_jax.MixSpec(num_classes=3, alpha=1.0, mix_layers=(0, 1))
+    images = jax.random.normal(jax.random.key(0), (8, 8, 8, 3))
+    batch = {"image": images, "label": LABELS}
+    model = tiny_preact(num_classes=3)
+    variables = model.init(jax.random.key(1), images, train=False)
+    theirs = WithStats.create(apply_fn=model.apply, params=variables["params"], tx=optax.sgd(0.1),
+                              batch_stats=variables["batch_stats"])
+    new, metrics = jax.jit(functools.partial(mmix_jax.mixup_step, config=spec))(
+        theirs, batch, jax.random.key(2))
+    assert type(new) is WithStats and int(new.step) == 1 and np.isfinite(float(metrics["loss"]))
+    assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(new.batch_stats),
+                                                     jax.tree.leaves(theirs.batch_stats)))
+    plain_model = NoFlagNet()
+    plain = train_state.TrainState.create(
+        apply_fn=plain_model.apply, params=plain_model.init(jax.random.key(1), IMAGES)["params"],
+        tx=optax.sgd(0.1))
+    new, _ = mmix_jax.mixup_step(plain, BATCH, jax.random.key(2), config=mmix_jax.MixSpec(
+        num_classes=3, alpha=1.0, mix_layers=(0,)))
+    assert not np.allclose(new.params["Dense_0"]["kernel"], plain.params["Dense_0"]["kernel"])
