@@ -11,6 +11,7 @@ from mmix_jax.harness.methods import PAPER_METHODS
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "configs"))
 import supervised  # noqa: E402  (configs/supervised.py)
+import vit  # noqa: E402  (configs/vit.py)
 
 IMAGE_FILES = {"cifar10": "cifar10", "cifar100": "cifar100", "svhn": "svhn_cropped",
                "fashion_mnist": "fashion_mnist"}
@@ -100,3 +101,24 @@ def test_flattening_mlp_mixes_only_at_the_twelve_unit_bottleneck():
     assert config.eval.spectrum_point == 4
     assert config.data.name == "mnist"
     assert importlib.import_module("flattening").get_config("").data.name == "fashion_mnist"
+
+
+@pytest.mark.parametrize("dataset", sorted(IMAGE_FILES))
+@pytest.mark.parametrize("size", ["vit_mini", "vit_ti", "vit_s"])
+def test_vit_configs_are_valid_with_their_stated_numbers(dataset, size):
+    config = vit.get_config(f"{dataset},{size},manifold,points=late")
+    check_config(config)
+    model = build_model(config)
+    depth = vit.DEPTHS[size]
+    assert model.num_mix_points == depth + 2  # input, tokens, one after each block
+    assert tuple(config.mix.layers) == (0, depth, depth + 1)  # the last two blocks' outputs
+    assert model.rng_streams == ("dropout", "drop_path")  # stochastic depth on its own stream
+    optimizer = config.optimizer
+    assert (optimizer.name, optimizer.learning_rate, optimizer.weight_decay) == ("adamw", 1e-3, 0.05)
+    assert optimizer.schedule == "cosine" and optimizer.rampdown_epochs == config.num_epochs
+    assert optimizer.warmup_epochs == pytest.approx(0.05 * config.num_epochs)
+    for points, sets in vit.POINT_SETS.items():
+        assert set(sets(depth)) <= set(range(depth + 2)) and 0 in sets(depth), points
+    assert [name for name, _ in variants(vit.get_config(dataset))] == ["erm", "input", "manifold"]
+    with pytest.raises(ValueError, match="points=deep; choose one of"):
+        vit.get_config(f"{dataset},{size},points=deep")
