@@ -63,3 +63,40 @@ def test_short_manifold_mixup_run_reaches_88_percent_and_evaluates_from_its_chec
     assert evaluation["accuracy"] == summary["test_accuracy"]
     assert evaluation["nll"] == pytest.approx(summary["test_nll"], rel=1e-9)
     assert evaluation["fgsm_accuracy"] == summary["fgsm_accuracy"]
+
+
+VIT_CONFIG = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {configs!r})
+    import vit
+
+    def get_config(arg=""):
+        config = vit.get_config("fashion_mnist,vit_mini,manifold,points=all,epochs=8")
+        config.model.update(dict(width=16, depth=2, num_heads=2, mlp_dim=32, patch_size=7))
+        config.mix.layers = (0, 1, 2, 3)  # every point of a 2-block ViT
+        config.data.update(dict(labels_per_class=50, manual_dir={manual!r}, data_dir={data_dir!r}))
+        config.batch_size, config.log_every_steps = 50, 10
+        config.checkpoint.every_epochs = 8
+        config.optimizer.learning_rate = 3e-3
+        config.eval.update(dict(deformations=(), rotation_angles=(), ood_sets=(), pgd_steps=(),
+                                fgsm_epsilon=0.0))
+        return config
+""")
+
+
+@needs_fashion_mnist
+def test_a_vit_config_trains_through_the_cli_mixing_at_every_point(tmp_path, fashion_data_dir):
+    """A 2-block ViT on 500 images, Manifold Mixup at all four points (input, tokens, both
+    blocks) with stochastic depth: trains (above chance) and evaluates."""
+    config_file = tmp_path / "vit_short.py"
+    config_file.write_text(VIT_CONFIG.format(configs=str(ROOT / "configs"),
+                                             manual=str(FASHION_MNIST),
+                                             data_dir=str(fashion_data_dir)))
+    result = subprocess.run([sys.executable, "-m", "mmix_jax.harness.main",
+                             f"--config={config_file}", f"--workdir={tmp_path / 'run'}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env=environment())
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 8 * 500 // 50
+    assert summary["test_accuracy"] > 0.3, summary  # chance is 0.1
