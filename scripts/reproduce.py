@@ -101,7 +101,7 @@ def _described(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     same = [r for r in rows if r["method"] == row["method"] and not r.get("ict_settings")]
     if len({r.get("unsupervised_weight_max") for r in same}) > 1:
         label += f", w_max {row['unsupervised_weight_max']:g}"
-    if len({tuple(r["mix_layers"]) for r in same}) > 1:  # e.g. the ViT's point sets
+    if len({tuple(r.get("mix_layers") or ()) for r in same}) > 1:  # e.g. a ViT's point sets
         label += " at {" + ", ".join(map(str, row["mix_layers"])) + "}"
     if len({r.get("batch_norm_passes") for r in same}) > 1 and (
             row.get("batch_norm_passes") == "authors"):

@@ -139,6 +139,12 @@ def test_study_rows_of_one_seed_are_never_averaged_as_seeds():
     assert [reproduce.variant(r, diagnosis) for r in diagnosis] == [
         "SSL Manifold Mixup, w_max 1 [a_s0]", "SSL Manifold Mixup, w_max 1 [b_s0]",
         "SSL Manifold Mixup, w_max 0.3"]
+    # a study of mix points: each set is its own group, across seeds
+    points = [dict(run=f"m_{layers}_s{seed}", seed=seed, method="Manifold Mixup",
+                   mix_layers=list(layers)) for layers in ((0, 1, 2), (0, 4, 5)) for seed in (0, 1)]
+    assert [reproduce.variant(r, points) for r in points] == [
+        "Manifold Mixup at {0, 1, 2}", "Manifold Mixup at {0, 1, 2}",
+        "Manifold Mixup at {0, 4, 5}", "Manifold Mixup at {0, 4, 5}"]
 
 
 def test_ssl_report_table_leaves_unreached_epochs_blank_and_names_each_best():
