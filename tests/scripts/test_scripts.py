@@ -159,3 +159,26 @@ def test_ssl_report_table_leaves_unreached_epochs_blank_and_names_each_best():
                                   "|---|---|---|---|---|",
                                   "| done | 17.6 | 14.5 | 15.0 | 14.5 (6) |",
                                   "| running | 16.2 | 16.3 |  | 16.2 (3) |"]
+
+
+def test_flattening_report_table_averages_the_newest_checkpoint_over_seeds():
+    """scripts/flattening_report.table: per split, variant and method, the mean (min–max) over
+    seeds of each measure at each run's newest checkpoint (older ones ignored)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import flattening_report
+
+    def measures(first, rest, share, rank):
+        return {"mean_first": first, "mean_rest_sum": rest, "mean_first_share": share,
+                "mean_effective_rank": rank}
+
+    def run(name, newest):
+        old = {"train": {"all": measures(0, 0, 0, 0)}, "test": {"all": measures(0, 0, 0, 0)}}
+        new = {"train": {"all": newest}, "test": {"all": newest}}
+        return {"run": name, "checkpoints": [old, new]}
+
+    rows = [run("erm_s0", measures(10, 2, 0.8, 1.5)), run("erm_s1", measures(20, 4, 0.6, 2.5)),
+            run("manifold_s0", measures(5, 1, 0.9, 1.2))]
+    lines = flattening_report.table(rows).splitlines()
+    assert lines[2] == "| train | all | erm | 2 | 15 (10–20) | 3 (2–4) | 0.7 (0.6–0.8) | 2 (1.5–2.5) |"
+    assert lines[3] == "| train | all | manifold | 1 | 5 | 1 | 0.9 | 1.2 |"
+    assert len(lines) == 2 + 4  # two splits × one variant × two methods
