@@ -113,8 +113,8 @@ def clean_passes(state: TrainState, batches: tuple[jax.Array, ...], drawn: Draws
     model_state = state.model_state
     for index, batch in enumerate(batches):
         key = jax.random.fold_in(drawn.dropout["targets"], index + 1)
-        _, model_state, _ = apply_training(state.apply_fn, state.replace(
-            model_state=model_state).variables(), batch, rngs=stream_keys(streams, key))
+        _, model_state, _ = apply_training(state.apply_fn, {"params": state.params, **model_state},
+                                          batch, rngs=stream_keys(streams, key))
     return state.replace(model_state=mean_over(model_state, axis_name))
 
 
@@ -163,7 +163,7 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
         target_rngs = stream_keys(streams, drawn.dropout["targets"])
         unsup_rngs = stream_keys(streams, drawn.dropout["unsupervised"])
 
-    def own_targets(variables: dict, current: Any) -> tuple[jax.Array, Any]:
+    def own_targets(variables: dict) -> tuple[jax.Array, Any]:
         """The network's own (train-mode) logits on the clean unlabelled batch, mixed, without
         gradient unless `through`; and the model state after that pass."""
         if not through:  # constant variables make the logits constant too
@@ -180,19 +180,19 @@ def ssl_mixup_step(state: TrainState, labeled: Batch, unlabeled: Batch, rng: jax
             mixed_targets = mix(jax.lax.stop_gradient(raw_targets).astype(jnp.float32),
                                 unsup_draw.perm, unsup_draw.lam)
         else:
-            mixed_targets, model_state = own_targets(state.variables(), model_state)
+            mixed_targets, model_state = own_targets(state.variables())
 
     def loss_fn(params):
         current, targets = model_state, mixed_targets if targets_first else None
         if through and not authors_order:  # the step's order: the targets' pass first
-            targets, current = own_targets(state.variables(params), current)
+            targets, current = own_targets({"params": params, **current})
         sup_loss, aux = mixup_loss(params, state.replace(model_state=current), images, labels,
                                    sup_draw, config=sup_spec, rngs=sup_rngs)
         current = aux.model_state
         if not config.uses_unlabeled:
             return sup_loss, (sup_loss, jnp.zeros((), jnp.float32), aux.logits, current)
         if targets is None:  # the authors' order: the targets after the labelled pass
-            targets, current = own_targets({"params": params, **current}, current)
+            targets, current = own_targets({"params": params, **current})
         with recording_mix_points() as visited:
             unsup_logits, current, _ = apply_training(
                 state.apply_fn, {"params": params, **current}, unlabeled_images,
