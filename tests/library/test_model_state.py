@@ -10,6 +10,7 @@ import optax
 import pytest
 from cli_runs import sharded_check
 from jax.experimental import checkify
+from step_runs import train_drawing_points
 from tiny_models import CountingNet
 
 import mmix_jax
@@ -186,10 +187,9 @@ def test_someone_elses_model_trains_through_mixable_with_one_compile_and_mixes_e
     spec = mmix_jax.MixSpec(num_classes=3, alpha=2.0, mix_layers=(0, 1),
                             rng_streams=("dropout", "drop_path"))
     step = jax.jit(functools.partial(mmix_jax.mixup_step, config=spec))
-    layers = set()
-    for i in range(6):
-        state, metrics = step(state, BATCH, jax.random.key(i))
-        layers.add(int(metrics["mix_layer"]))
+    state, layers, history = train_drawing_points(step, state, BATCH,
+                                                  [jax.random.key(i) for i in range(6)])
+    for metrics in history:
         assert np.isfinite(float(metrics["loss"])) and float(metrics["sown_loss"]) > 0
     assert layers == {0, 1} and step._cache_size() == 1
     assert int(state.model_state["counters"]["calls"]) == 6

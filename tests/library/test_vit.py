@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from step_runs import train_drawing_points
 
 import mmix_jax
 from mmix_jax.models.vit import ViT
@@ -82,10 +83,7 @@ def test_one_compile_for_every_k_and_stochastic_depth_draws_from_its_own_stream(
     spec = mmix_jax.MixSpec(num_classes=3, alpha=2.0, mix_layers=tuple(range(5)),
                             rng_streams=("dropout", "drop_path"))
     step = jax.jit(functools.partial(mmix_jax.mixup_step, config=spec))
-    layers = set()
-    for i in range(12):
-        _, metrics = step(state, batch, jax.random.key(i))
-        layers.add(int(metrics["mix_layer"]))
+    _, layers, _ = train_drawing_points(step, state, batch, [jax.random.key(i) for i in range(12)])
     assert layers == set(range(5)) and step._cache_size() == 1
     first, again = step(state, batch, jax.random.key(3)), step(state, batch, jax.random.key(3))
     assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), first, again))
