@@ -19,7 +19,7 @@ from flax import struct
 from flax.training import train_state
 
 from mmix_jax.models.init import initialize_params
-from mmix_jax.variables import mode_kwargs, model_state_of
+from mmix_jax.variables import mode_kwargs, model_state_of, variables_of
 
 
 class TrainState(train_state.TrainState):
@@ -35,7 +35,7 @@ class TrainState(train_state.TrainState):
 
     def variables(self, params: Any = None) -> dict[str, Any]:
         """The variables dict for `apply_fn`, with `params` in place of the state's if given."""
-        return {"params": self.params if params is None else params, **self.model_state}
+        return variables_of(self, self.params if params is None else params)
 
     def teacher_variables(self) -> dict[str, Any]:
         """The variables dict of the mean teacher (ValueError if the state has none)."""
