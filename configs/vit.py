@@ -18,6 +18,7 @@ set helps was chosen on a validation split (docs/reproduction.md §6).
 import ml_collections
 
 from mmix_jax.harness import config_lib
+from mmix_jax.models.vit import SIZES as VIT_SIZES
 
 # size → model keys (mmix_jax.models.vit.SIZES: width, depth, heads, MLP width)
 SIZES = {
@@ -25,7 +26,6 @@ SIZES = {
     "vit_ti": dict(name="vit_ti", patch_size=4),
     "vit_s": dict(name="vit_s", patch_size=4),
 }
-DEPTHS = {"vit_mini": 4, "vit_ti": 12, "vit_s": 12}
 STOCHASTIC_DEPTH = 0.1  # the last block's drop rate (DeiT-Ti/S use 0.1)
 
 EPOCHS = {"fashion_mnist": 100, "cifar10": 200, "cifar100": 200, "svhn": 100}
@@ -74,7 +74,8 @@ def get_config(arg: str = "fashion_mnist") -> ml_collections.ConfigDict:
         decay_factor=1.0, schedule="cosine", rampdown_epochs=float(epochs),
         warmup_epochs=WARMUP_FRACTION * epochs))
     config.eval.update(config_lib.robustness(config_lib.OUT_OF_DISTRIBUTION[dataset]))
-    methods = {name: (alpha, POINT_SETS[points](DEPTHS[size]) if layers is None else layers)
+    depth = VIT_SIZES[size.removeprefix("vit_")][1]  # (width, depth, heads, MLP width)
+    methods = {name: (alpha, POINT_SETS[points](depth) if layers is None else layers)
                for name, (alpha, layers) in METHODS.items()}
     config_lib.add_methods(config, picked.get("method"), methods)
     return config

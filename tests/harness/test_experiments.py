@@ -109,7 +109,7 @@ def test_vit_configs_are_valid_with_their_stated_numbers(dataset, size):
     config = vit.get_config(f"{dataset},{size},manifold,points=late")
     check_config(config)
     model = build_model(config)
-    depth = vit.DEPTHS[size]
+    depth = {"vit_mini": 4, "vit_ti": 12, "vit_s": 12}[size]
     assert model.num_mix_points == depth + 2  # input, tokens, one after each block
     assert tuple(config.mix.layers) == (0, depth, depth + 1)  # the last two blocks' outputs
     assert model.rng_streams == ("dropout", "drop_path")  # stochastic depth on its own stream
