@@ -93,20 +93,20 @@ def flattening_fashion() -> list[Run]:
             for seed in (0, 1) for method in METHODS]
 
 
-# ViT on Fashion-MNIST: images per class → epochs, 9,300 and 9,375 updates in batches of 32
-# (300,000 images seen at 100 per class, 300,000 at 500). With the config's augmentation and
-# stochastic depth ERM fits its training set only slowly: 60 epochs at 100 per class (1,875
-# updates) left it at 80 % training accuracy, and the held-out validation error was still
-# falling at 300 (docs/reproduction.md §7).
-VIT_EPOCHS = {100: 300, 500: 60}
+# ViT on Fashion-MNIST, set so that ERM fits its training set within a CPU budget: no
+# augmentation and no stochastic depth (with both, 300 epochs at 100 per class left ERM at 96 %
+# training accuracy, docs/reproduction.md §7). Images per class → epochs: 3,100 and 7,800
+# updates in batches of 32; ERM reaches 100 % training accuracy near epoch 45 at 100 per class.
+VIT_EPOCHS = {100: 100, 500: 50}
+VIT_PLAIN = (("data.crop_padding", "0"), ("data.flip", "False"), ("model.stochastic_depth", "0.0"))
 VIT_BATCH = 32
 VIT_POINT_SETS = ("early", "middle", "late", "all")
 VIT_CHOSEN_POINTS = ""  # set from vit_points' validation error (docs/reproduction.md §7)
 
 
 def vit_run(per_class: int, method: str, seed: int, points: str = "") -> Run:
-    """configs/vit.py's ViT-mini (patch 4) in batches of VIT_BATCH, 500 per class held out for
-    validation; the robustness rows but the deformations, rotations by 0/30/60/90° and PGD with
+    """configs/vit.py's ViT-mini (patch 4) in batches of VIT_BATCH without augmentation or
+    stochastic depth (VIT_PLAIN), 500 per class held out for validation; the robustness rows but the deformations, rotations by 0/30/60/90° and PGD with
     20 steps only (CPU time)."""
     epochs = VIT_EPOCHS[per_class]
     name = f"n{per_class}_{method}{'_' + points if points else ''}_s{seed}"
@@ -115,7 +115,8 @@ def vit_run(per_class: int, method: str, seed: int, points: str = "") -> Run:
                (("seed", str(seed)), ("data.labels_per_class", str(per_class)),
                 ("data.validation_per_class", "500"), ("batch_size", str(VIT_BATCH)),
                 ("eval.deformations", "()"), ("eval.rotation_angles", "(0.0, 30.0, 60.0, 90.0)"),
-                ("eval.pgd_steps", "(20,)"), ("checkpoint.every_epochs", str(epochs // 10))))
+                ("eval.pgd_steps", "(20,)"), ("checkpoint.every_epochs", str(epochs // 10)),
+                *VIT_PLAIN))
 
 
 def vit_points() -> list[Run]:
