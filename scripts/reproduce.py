@@ -223,7 +223,8 @@ def study_row(run: pathlib.Path, device: str) -> dict[str, Any]:
         "train_seconds": summary["train_s"],
         "wall_seconds": json.loads(wall.read_text())["wall_s"] if wall.exists() else None,
         "device": summary.get("device_kind", device), **semi_supervised_fields(config),
-        **robustness_report.fields(summary),
+        **robustness_report.fields(summary, json.loads((run / "evaluation.json").read_text())
+                                   if (run / "evaluation.json").exists() else None),
         **{key: summary[key] for key in SEPARATION_KEYS if key in summary},
     }
 
@@ -260,8 +261,36 @@ def study_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_study(name: str, runs: list[pathlib.Path], device: str, docs: pathlib.Path) -> str:
-    """docs/results/NAME.json and docs/figures/NAME_*.png from the runs; returns the tables."""
+def of_study(name: str, runs: list[pathlib.Path]) -> list[pathlib.Path]:
+    """The runs that scripts/study.py's study NAME defines (a root may hold several studies'
+    runs, e.g. the ViT's point search beside its main runs); all of them for other names."""
+    import study
+
+    if name not in study.STUDIES:
+        return runs
+    names = {run.name for run in study.STUDIES[name]()}
+    return [run for run in runs if run.name in names]
+
+
+def beside(name: str, other: str, rows: list[dict[str, Any]], docs: pathlib.Path) -> None:
+    """docs/figures/NAME_beside_OTHER.png: this study's curve and docs/results/OTHER.json's at
+    the same training-set sizes, a line style per model."""
+    from mmix_jax.harness import figures
+
+    sizes = {r["train_size"] for r in rows}
+    theirs = [r for r in json.loads((docs / "results" / f"{other}.json").read_text())
+              if r["train_size"] in sizes]
+    if not theirs:
+        sys.exit(f"--beside {other}: docs/results/{other}.json has no runs at sizes {sorted(sizes)}")
+    figures.data_efficiency(docs / "figures" / f"{name}_beside_{other}.png", rows + theirs, [
+        ("test_error_percent", "test error % (final)"), ("test_nll", "test NLL"),
+        ("fgsm_accuracy", "FGSM accuracy")], style_key="model")
+
+
+def write_study(name: str, runs: list[pathlib.Path], device: str, docs: pathlib.Path,
+                other: str = "") -> str:
+    """docs/results/NAME.json and docs/figures/NAME_*.png from the runs (and the curve beside
+    study `other`'s); returns the tables."""
     from mmix_jax.harness import figures
 
     pairs = sorted(((study_row(run, device), run) for run in runs), key=lambda p: (
@@ -280,8 +309,12 @@ def write_study(name: str, runs: list[pathlib.Path], device: str, docs: pathlib.
     if spectra:
         figures.spectra(docs / "figures" / f"{name}_spectra.png",
                         sorted(spectra, key=lambda p: METHOD_ORDER.index(p[0].split(" (")[0])))
+    if other:
+        beside(name, other, rows, docs)
     robustness_report.figures(name, pairs, docs, METHOD_ORDER)
-    robust = robustness_report.tables(rows, METHOD_ORDER, _cell)
+    sizes = {r["train_size"] for r in rows}
+    robust = robustness_report.tables(rows, METHOD_ORDER, _cell, lambda r: (
+        f"{r['train_size']} images, " if len(sizes) > 1 else "") + variant(r, rows))
     return study_table(rows) + (f"\n{robust}" if robust else "")
 
 
@@ -307,6 +340,8 @@ def main() -> None:
                         help="passed to every --train run, e.g. --config.data.manual_dir=DIR")
     parser.add_argument("--out", type=pathlib.Path, help="write the table here (else stdout)")
     parser.add_argument("--study", help="write docs/results/STUDY.json and its figures")
+    parser.add_argument("--beside", default="", metavar="OTHER",
+                        help="with --study: also draw its curve beside docs/results/OTHER.json's")
     parser.add_argument("--device", default="",
                         help="device of runs that do not record it (e.g. 'cpu (2 cores)')")
     parser.add_argument("--docs", type=pathlib.Path, default=ROOT / "docs")
@@ -314,11 +349,11 @@ def main() -> None:
     roots = list(args.read) + [train(c, args.root, args.override) for c in args.train]
     if not roots:
         parser.error("give --read FOLDER and/or --train CONFIG")
-    runs = find_runs(roots)
+    runs = of_study(args.study, find_runs(roots)) if args.study else find_runs(roots)
     if not runs:
         sys.exit(f"no finished runs (config.json + summary.json) under {', '.join(map(str, roots))}")
     if args.study:
-        text = write_study(args.study, runs, args.device, args.docs)
+        text = write_study(args.study, runs, args.device, args.docs, args.beside)
     else:
         text = table([row(run) for run in runs])
     if args.out:

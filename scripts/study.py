@@ -106,8 +106,8 @@ VIT_CHOSEN_POINTS = ""  # set from vit_points' validation error (docs/reproducti
 
 def vit_run(per_class: int, method: str, seed: int, points: str = "") -> Run:
     """configs/vit.py's ViT-mini (patch 4) in batches of VIT_BATCH without augmentation or
-    stochastic depth (VIT_PLAIN), 500 per class held out for validation; the robustness rows but the deformations, rotations by 0/30/60/90° and PGD with
-    20 steps only (CPU time)."""
+    stochastic depth (VIT_PLAIN), 500 per class held out for validation; the robustness rows
+    but the deformations, rotations by 0/30/60/90° and PGD with 20 steps only (CPU time)."""
     epochs = VIT_EPOCHS[per_class]
     name = f"n{per_class}_{method}{'_' + points if points else ''}_s{seed}"
     arg = f"fashion_mnist,vit_mini,{method},epochs={epochs}" + (f",points={points}" if points else "")

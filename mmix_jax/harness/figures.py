@@ -64,25 +64,33 @@ def decision_boundaries(path: epath.PathLike, grid_axis: np.ndarray,
 
 
 def data_efficiency(path: epath.PathLike, rows: Sequence[dict[str, Any]],
-                    metrics: Sequence[tuple[str, str]]) -> None:
+                    metrics: Sequence[tuple[str, str]], style_key: str = "") -> None:
     """One panel per (row key, axis label): the metric against the training-set size, one
-    point per run (seed), coloured by method, with the per-size mean joined by a line."""
+    point per run (seed), coloured by method, with the per-size mean joined by a line; with
+    `style_key` (e.g. "model"), one line style per value of that row key, so that two
+    architectures' curves share the axes."""
     fig = Figure(figsize=(4.6 * len(metrics), 3.8))
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    kinds = sorted({str(r.get(style_key)) for r in rows}) if style_key else [""]
+    styles = dict(zip(kinds, ("-", "--", ":", "-.")))
+    markers = dict(zip(kinds, ("o", "^", "s", "D")))
     for axis, (key, label) in zip(axes, metrics):
         for method, color in METHOD_COLORS.items():
-            mine = [r for r in rows if r["method"] == method and r.get(key) is not None]
-            if not mine:
-                continue
-            sizes = sorted({r["train_size"] for r in mine})
-            axis.scatter([r["train_size"] for r in mine], [r[key] for r in mine], color=color,
-                         s=14, alpha=0.7)
-            means = [np.mean([r[key] for r in mine if r["train_size"] == n]) for n in sizes]
-            axis.plot(sizes, means, color=color, label=method)
+            for kind in kinds:
+                mine = [r for r in rows if r["method"] == method and r.get(key) is not None
+                        and (not style_key or str(r.get(style_key)) == kind)]
+                if not mine:
+                    continue
+                sizes = sorted({r["train_size"] for r in mine})
+                axis.scatter([r["train_size"] for r in mine], [r[key] for r in mine],
+                             color=color, marker=markers[kind], s=14, alpha=0.7)
+                means = [np.mean([r[key] for r in mine if r["train_size"] == n]) for n in sizes]
+                axis.plot(sizes, means, color=color, linestyle=styles[kind],
+                          label=f"{method} ({kind})" if style_key else method)
         axis.set_xscale("log")
         axis.set_xlabel("training images")
         axis.set_ylabel(label)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7 if style_key else 8)
     fig.tight_layout()
     save(fig, path, dpi=120)
 

@@ -65,7 +65,8 @@ def test_reproduce_study_writes_one_row_per_run_and_tables_mean_and_range(tmp_pa
         (run / "evaluation.json").write_text(json.dumps({
             "reliability": {"count": [0, 3, 7], "accuracy": [0, 0.5, 0.9],
                             "confidence": [0, 0.5, 0.95]},
-            "rotation_sweep": {"angle": [0, 45, 90], "accuracy": [0.9, 0.5, 0.2]},
+            "rotation_sweep": {"angle": [0, 45, 90], "accuracy": [0.9, 0.5 + seed / 10, 0.2],
+                               "nll": [0.3, 1.0, 2.0]},
             "confidence_histogram": {"in_distribution": [1, 2, 7], "mnist": [5, 4, 1]}}))
         (run / "wall.json").write_text(json.dumps({"wall_s": 7.0 + seed}))
         (run / "history.json").write_text(json.dumps([  # validation prefers epoch 2 (tie: later)
@@ -86,10 +87,14 @@ def test_reproduce_study_writes_one_row_per_run_and_tables_mean_and_range(tmp_pa
     summary = json.loads((ict / "summary.json").read_text())
     summary.update(train_accuracy=0.9, train_s=5.0, train_examples=4000)
     (ict / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "docs" / "results").mkdir(parents=True)  # another architecture, for --beside
+    (tmp_path / "docs" / "results" / "other.json").write_text(json.dumps([
+        {"model": "vit", "method": "ERM", "train_size": size, "test_error_percent": 20.0,
+         "test_nll": 0.5, "fgsm_accuracy": 0.4} for size in (1000, 5000)]))
     result = subprocess.run([sys.executable, "scripts/reproduce.py", "--study", "toy", "--read",
                              str(tmp_path / "runs"), "--docs", str(tmp_path / "docs"),
-                             "--device", "cpu"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
+                             "--device", "cpu", "--beside", "other"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     rows = json.loads((tmp_path / "docs" / "results" / "toy.json").read_text())
     ict_row = rows.pop()
@@ -106,9 +111,14 @@ def test_reproduce_study_writes_one_row_per_run_and_tables_mean_and_range(tmp_pa
     assert "| 11.00 (10.00–12.00) | 10.00 (9.00–11.00) |" in line  # final, best
     assert rows[1]["pgd_accuracy_20"] == 0.2 + 1 / 10 and rows[1]["ood_mnist_msp_auroc"] == 0.8
     tables = result.stdout.split("Attacks (accuracy):")[1]
-    assert ("| Manifold Mixup | 2 | 0.900 (0.900–0.900) | 0.500 (0.500–0.500) | 0.500 (0.500–0.500) "
-            "| 0.250 (0.200–0.300) |") in tables  # clean, FGSM, PGD-1, PGD-20
-    for figure in ("reliability", "rotation", "confidence"):
+    assert ("| 1000 images, Manifold Mixup | 2 | 0.900 (0.900–0.900) | 0.500 (0.500–0.500) | "
+            "0.500 (0.500–0.500) | 0.250 (0.200–0.300) |") in tables  # clean, FGSM, PGD-1, -20
+    # (the ICT run has 4,000 images: each size gets its own lines)
+    rotations = result.stdout.split("Rotations of the test set")[1].split("Out-of-")[0]
+    assert rows[1]["rotation_45_accuracy"] == 0.6 and rows[1]["rotation_90_nll"] == 2.0
+    assert ("| 1000 images, Manifold Mixup | 2 | 0.900 (0.900–0.900) | 0.550 (0.500–0.600) | 0.200 "
+            "(0.200–0.200) | 1.00 (1.00–1.00) | 2.00 (2.00–2.00) |") in rotations
+    for figure in ("reliability", "rotation", "confidence", "beside_other"):
         assert (tmp_path / "docs" / "figures" / f"toy_{figure}.png").stat().st_size > 1000
 
 
