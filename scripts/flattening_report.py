@@ -97,7 +97,7 @@ def report_study() -> None:
             continue
         if not (workdir / "flattening.json").exists():
             started = time.time()
-            command = [sys.executable, __file__, *run.command(workdir, extra)[3:]]
+            command = [sys.executable, __file__, *run.flags(workdir, extra)]
             with open(root / f"{run.name}.flattening.log", "a") as log:
                 subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
             print(f"measured {run.name}: {time.time() - started:.0f} s", flush=True)
