@@ -132,6 +132,25 @@ def test_study_plans_state_their_runs():
     assert all("validation_per_class=500" in c and "model.width=16" in c for c in commands)
 
 
+def test_vit_studies_train_plain_and_try_every_point_set():
+    def plan(name):
+        result = subprocess.run([sys.executable, "scripts/study.py", name, "--root", "R",
+                                 "--dry_run"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()
+
+    points, baselines = plan("vit_points"), plan("vit_baselines")
+    assert [c.split("points=")[1].split(" ")[0] for c in points if "points=" in c] == [
+        "early", "middle", "late", "all"]
+    assert len(points) == 6 and len(baselines) == 8  # 2 sizes × 2 seeds × ERM, Input
+    for command in points + baselines:  # no augmentation or stochastic depth: ERM can fit
+        assert all(flag in command for flag in (
+            "--config.data.crop_padding=0 ", "--config.data.flip=False ",
+            "--config.model.stochastic_depth=0.0", "validation_per_class=500 "))
+    assert sum("labels_per_class=500 " in c and "epochs=50 " in c for c in baselines) == 4
+
+
 def test_study_rows_of_one_seed_are_never_averaged_as_seeds():
     """reproduce.variant: two seeds of a method share a label (their mean is reported); two
     runs of one seed that differ in something the label does not name get their run names."""
