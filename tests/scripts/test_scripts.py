@@ -152,10 +152,10 @@ def test_vit_studies_train_plain_and_try_every_point_set():
 
 
 def test_study_rows_of_one_seed_are_never_averaged_as_seeds():
-    """reproduce.variant: two seeds of a method share a label (their mean is reported); two
+    """study_results.variant: two seeds of a method share a label (their mean is reported); two
     runs of one seed that differ in something the label does not name get their run names."""
     sys.path.insert(0, str(ROOT / "scripts"))
-    import reproduce
+    import study_results
 
     def row(run, seed, **changes):
         return dict(dict(run=run, seed=seed, method="SSL Manifold Mixup", semi_supervised=True,
@@ -163,15 +163,15 @@ def test_study_rows_of_one_seed_are_never_averaged_as_seeds():
                          ict_settings=False, label="SSL Manifold Mixup"), **changes)
 
     seeds = [row("manifold_s0", 0), row("manifold_s1", 1)]
-    assert {reproduce.variant(r, seeds) for r in seeds} == {"SSL Manifold Mixup"}
+    assert {study_results.variant(r, seeds) for r in seeds} == {"SSL Manifold Mixup"}
     diagnosis = [row("a_s0", 0), row("b_s0", 0), row("w_s0", 0, unsupervised_weight_max=0.3)]
-    assert [reproduce.variant(r, diagnosis) for r in diagnosis] == [
+    assert [study_results.variant(r, diagnosis) for r in diagnosis] == [
         "SSL Manifold Mixup, w_max 1 [a_s0]", "SSL Manifold Mixup, w_max 1 [b_s0]",
         "SSL Manifold Mixup, w_max 0.3"]
     # a study of mix points: each set is its own group, across seeds
     points = [dict(run=f"m_{layers}_s{seed}", seed=seed, method="Manifold Mixup",
                    mix_layers=list(layers)) for layers in ((0, 1, 2), (0, 4, 5)) for seed in (0, 1)]
-    assert [reproduce.variant(r, points) for r in points] == [
+    assert [study_results.variant(r, points) for r in points] == [
         "Manifold Mixup at {0, 1, 2}", "Manifold Mixup at {0, 1, 2}",
         "Manifold Mixup at {0, 4, 5}", "Manifold Mixup at {0, 4, 5}"]
 
