@@ -92,7 +92,8 @@ def train_size(config: dict[str, Any], summary: dict[str, Any]) -> int | None:
 def val_selected_from_history(run: pathlib.Path) -> dict[str, Any]:
     """Test error, NLL and epoch of the checkpoint with the best validation accuracy, from
     history.json (every checkpoint evaluates both splits); ties go to the later checkpoint, as
-    the checkpoint manager ranks them. Empty without validation metrics. This, not summary.json,
+    the checkpoint manager ranks them; and the last checkpoint's validation error and NLL, on
+    which a study chooses (e.g. a ViT's mix points). Empty without validation metrics. This, not summary.json,
     is the source: runs made before the selection fix (the summary's choice was always the
     latest checkpoint) are read correctly too."""
     path = run / "history.json"
@@ -101,8 +102,11 @@ def val_selected_from_history(run: pathlib.Path) -> dict[str, Any]:
     if not entries:
         return {}
     best = max(entries, key=lambda e: (e["val_accuracy"], e["step"]))
+    last = max(entries, key=lambda e: e["step"])
     return {"val_selected_test_error_percent": best["test_error_percent"],
-            "val_selected_test_nll": best["test_nll"], "val_selected_epoch": best["epoch"]}
+            "val_selected_test_nll": best["test_nll"], "val_selected_epoch": best["epoch"],
+            "final_val_error_percent": 100.0 * (1.0 - last["val_accuracy"]),
+            "final_val_nll": last.get("val_nll")}
 
 
 SEPARATION_KEYS = ("unlabeled_near_boundary", "unlabeled_near_bayes_boundary")  # 2-D runs

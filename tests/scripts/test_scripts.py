@@ -103,6 +103,7 @@ def test_reproduce_study_writes_one_row_per_run_and_tables_mean_and_range(tmp_pa
     assert "semi_supervised" not in rows[0]
     assert [(r["val_selected_test_error_percent"], r["val_selected_test_nll"],
              r["val_selected_epoch"]) for r in rows] == [(11.5, 0.35, 2)] * 2
+    assert [round(r["final_val_error_percent"], 6) for r in rows] == [30.0] * 2  # epoch 3: 0.7
     assert (ict_row["method"], ict_row["semi_supervised"], ict_row["labels_per_class"],
             ict_row["unsupervised_weight_max"], ict_row["alpha"], ict_row["train_size"]) == (
         "ICT", True, 400, 100.0, 1.0, 4000)
