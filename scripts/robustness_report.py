@@ -79,9 +79,11 @@ def tables(rows: list[dict[str, Any]], methods: list[str],
 
 
 def figures(name: str, pairs: list[tuple[dict[str, Any], pathlib.Path]], docs: pathlib.Path,
-            methods: list[str]) -> None:
+            methods: list[str],
+            label: Callable[[dict[str, Any]], str] = lambda row: row["method"]) -> None:
     """docs/figures/NAME_reliability.png, _rotation.png and _confidence.png from the runs'
-    evaluation.json (the reliability and confidence panels: the lowest seed per method)."""
+    evaluation.json, a line (or panel) per `label` as in `tables` (the reliability and
+    confidence panels: the lowest seed of each)."""
     from mmix_jax.harness import figures as draw
 
     evaluations = [(row, json.loads((run / "evaluation.json").read_text()))
@@ -89,15 +91,16 @@ def figures(name: str, pairs: list[tuple[dict[str, Any], pathlib.Path]], docs: p
     evaluations = [(r, e) for r, e in evaluations if "rotation_sweep" in e or "ood" in e]
     if not evaluations:
         return
-    order = sorted(evaluations, key=lambda p: (methods.index(p[0]["method"]), p[0]["seed"]))
-    first = {}
+    order = sorted(evaluations, key=lambda p: (
+        p[0].get("train_size") or 0, methods.index(p[0]["method"]), label(p[0]), p[0]["seed"]))
+    first: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     for row, evaluation in order:
-        first.setdefault(row["method"], (row, evaluation))
+        first.setdefault(label(row), (row, evaluation))
     out = docs / "figures"
     draw.reliability(out / f"{name}_reliability.png",
                      [(f"{m} (seed {r['seed']})", e["reliability"]) for m, (r, e) in first.items()
                       if "reliability" in e])
-    sweeps = [(r["method"], e["rotation_sweep"]) for r, e in order if "rotation_sweep" in e]
+    sweeps = [(label(r), e["rotation_sweep"]) for r, e in order if "rotation_sweep" in e]
     if sweeps:
         draw.rotation_accuracy(out / f"{name}_rotation.png", sweeps)
     histograms = [(f"{m} (seed {r['seed']})", e["confidence_histogram"])

@@ -58,9 +58,11 @@ def variant(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     varies them (a ViT's point sets, a semi-supervised diagnosis), so that those runs are not
     averaged as seeds; runs on ICT's settings that are not ICT are labelled so
     (methods.semi_supervised_label). Two runs of one seed that still share a label differ in
-    something else: each gets its run's name."""
+    something else: each gets its run's name (runs at other training-set sizes are not
+    compared)."""
     label = _described(row, rows)
     if any(other is not row and other["seed"] == row["seed"]
+           and other.get("train_size") == row.get("train_size")
            and _described(other, rows) == label for other in rows):
         label += f" [{row['run']}]"
     return label
@@ -227,8 +229,11 @@ def write_study(name: str, runs: list[pathlib.Path], device: str, docs: pathlib.
                         sorted(spectra, key=lambda p: METHOD_ORDER.index(p[0].split(" (")[0])))
     if other:
         beside(name, other, rows, docs)
-    robustness_report.figures(name, pairs, docs, METHOD_ORDER)
     sizes = {r["train_size"] for r in rows}
-    robust = robustness_report.tables(rows, METHOD_ORDER, _cell, lambda r: (
-        f"{r['train_size']} images, " if len(sizes) > 1 else "") + variant(r, rows))
+
+    def label(r: dict[str, Any]) -> str:  # the study table's lines: per size and variant
+        return (f"{r['train_size']} images, " if len(sizes) > 1 else "") + variant(r, rows)
+
+    robustness_report.figures(name, pairs, docs, METHOD_ORDER, label)
+    robust = robustness_report.tables(rows, METHOD_ORDER, _cell, label)
     return study_table(rows) + (f"\n{robust}" if robust else "")

@@ -139,22 +139,25 @@ def reliability(path: epath.PathLike, panels: Sequence[tuple[str, dict[str, Any]
 
 def rotation_accuracy(path: epath.PathLike,
                       sweeps: Sequence[tuple[str, dict[str, list[float]]]]) -> None:
-    """Accuracy against a fixed rotation angle; one line per (method, evaluation
-    rotation_sweep), several sweeps of one method (seeds) drawn as thin lines plus their mean."""
+    """Accuracy against a fixed rotation angle; one line per (label, evaluation
+    rotation_sweep), several sweeps of one label (seeds) drawn as thin lines plus their mean.
+    A label names its method (coloured by it) and may add what else differs (a training-set
+    size, mix points): each such variant of a method gets its own line style."""
     fig = Figure(figsize=(5.0, 3.8))
     axis = fig.subplots()
     for method, color in METHOD_COLORS.items():
-        mine = [sweep for name, sweep in sweeps if name == method]
-        if not mine:
-            continue
-        angles = mine[0]["angle"]
-        for sweep in mine:
-            axis.plot(sweep["angle"], sweep["accuracy"], color=color, lw=0.6, alpha=0.5)
-        axis.plot(angles, np.mean([s["accuracy"] for s in mine], axis=0), color=color,
-                  marker="o", ms=3, label=f"{method} ({len(mine)} seeds)")
+        labels = sorted({name for name, _ in sweeps if method in name})
+        for label, style in zip(labels, ("-", "--", ":", "-.", (0, (5, 1)), (0, (1, 3)))):
+            mine = [sweep for name, sweep in sweeps if name == label]
+            angles = mine[0]["angle"]
+            for sweep in mine:
+                axis.plot(sweep["angle"], sweep["accuracy"], color=color, lw=0.6, alpha=0.5,
+                          linestyle=style)
+            axis.plot(angles, np.mean([s["accuracy"] for s in mine], axis=0), color=color,
+                      marker="o", ms=3, linestyle=style, label=f"{label} ({len(mine)} seeds)")
     axis.set_xlabel("rotation angle (degrees)")
     axis.set_ylabel("test accuracy")
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=7 if len(sweeps) > 6 else 8)
     fig.tight_layout()
     save(fig, path, dpi=120)
 

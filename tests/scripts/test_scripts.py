@@ -169,6 +169,9 @@ def test_study_rows_of_one_seed_are_never_averaged_as_seeds():
     assert [study_results.variant(r, diagnosis) for r in diagnosis] == [
         "SSL Manifold Mixup, w_max 1 [a_s0]", "SSL Manifold Mixup, w_max 1 [b_s0]",
         "SSL Manifold Mixup, w_max 0.3"]
+    # one seed at two training-set sizes: two groups of the study, no run names needed
+    sizes = [dict(run=f"n{n}_erm_s0", seed=0, method="ERM", train_size=n) for n in (1000, 5000)]
+    assert [study_results.variant(r, sizes) for r in sizes] == ["ERM", "ERM"]
     # a study of mix points: each set is its own group, across seeds
     points = [dict(run=f"m_{layers}_s{seed}", seed=seed, method="Manifold Mixup",
                    mix_layers=list(layers)) for layers in ((0, 1, 2), (0, 4, 5)) for seed in (0, 1)]
