@@ -83,14 +83,14 @@ def report_run() -> None:
 
 def report_study() -> None:
     """flattening.json for every finished run of --study, then their rows in --out."""
-    import study
+    import study_plans
 
     root = pathlib.Path(_ROOT.value)
     extra = [f"--config.{kv}" for kv in _SET.value] + [
         f"--per_class={_PER_CLASS.value}", f"--draw_seed={_DRAW_SEED.value}",
         f"--cpu_devices={_CPU_DEVICES.value}"] + (["--every_checkpoint"] if _EVERY.value else [])
     rows = []
-    for run in study.STUDIES[_STUDY.value]():
+    for run in study_plans.STUDIES[_STUDY.value]():
         workdir = root / run.name
         if not (workdir / "summary.json").exists():
             print(f"skipped {run.name}: not finished", flush=True)

@@ -182,11 +182,11 @@ def study_table(rows: list[dict[str, Any]]) -> str:
 def of_study(name: str, runs: list[pathlib.Path]) -> list[pathlib.Path]:
     """The runs that scripts/study.py's study NAME defines (a root may hold several studies'
     runs, e.g. the ViT's point search beside its main runs); all of them for other names."""
-    import study
+    import study_plans
 
-    if name not in study.STUDIES:
+    if name not in study_plans.STUDIES:
         return runs
-    names = {run.name for run in study.STUDIES[name]()}
+    names = {run.name for run in study_plans.STUDIES[name]()}
     return [run for run in runs if run.name in names]
 
 
