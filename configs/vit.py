@@ -12,7 +12,7 @@ cosine decay to 0 at the last epoch, stochastic depth, and the augmentation the 
 
 Manifold Mixup's eligible points (points=SET) are the input plus a set of hidden points of
 the ViT (mmix_jax.models.vit: 1 = tokens after the embedding, 1 + j = after block j); which
-set helps was chosen on a validation split (docs/reproduction.md §6).
+set helps was chosen on a validation split (docs/reproduction.md §7: early, the default).
 """
 
 import ml_collections
