@@ -3,7 +3,6 @@ the markdown tables (mean and range over seeds per method) and the figures."""
 
 from __future__ import annotations
 
-import json
 import pathlib
 from typing import Any, Callable, Sequence
 
@@ -78,17 +77,15 @@ def tables(rows: list[dict[str, Any]], methods: list[str],
             + "\nAttacks (accuracy):\n\n" + _table(rows, attack, groups, cell, label))
 
 
-def figures(name: str, pairs: list[tuple[dict[str, Any], pathlib.Path]], docs: pathlib.Path,
-            methods: list[str],
+def figures(name: str, pairs: list[tuple[dict[str, Any], dict[str, Any] | None]],
+            docs: pathlib.Path, methods: list[str],
             label: Callable[[dict[str, Any]], str] = lambda row: row["method"]) -> None:
     """docs/figures/NAME_reliability.png, _rotation.png and _confidence.png from the runs'
-    evaluation.json, a line (or panel) per `label` as in `tables` (the reliability and
-    confidence panels: the lowest seed of each)."""
+    (row, evaluation.json) pairs, a line (or panel) per `label` as in `tables` (the reliability
+    and confidence panels: the lowest seed of each)."""
     from mmix_jax.harness import figures as draw
 
-    evaluations = [(row, json.loads((run / "evaluation.json").read_text()))
-                   for row, run in pairs if (run / "evaluation.json").exists()]
-    evaluations = [(r, e) for r, e in evaluations if "rotation_sweep" in e or "ood" in e]
+    evaluations = [(r, e) for r, e in pairs if e and ("rotation_sweep" in e or "ood" in e)]
     if not evaluations:
         return
     order = sorted(evaluations, key=lambda p: (

@@ -114,8 +114,15 @@ def val_selected_from_history(run: pathlib.Path) -> dict[str, Any]:
 SEPARATION_KEYS = ("unlabeled_near_boundary", "unlabeled_near_bayes_boundary")  # 2-D runs
 
 
-def study_row(run: pathlib.Path, device: str) -> dict[str, Any]:
-    """Every number the docs quote of one run (a row of docs/results/<study>.json)."""
+def evaluation_of(run: pathlib.Path) -> dict[str, Any] | None:
+    """The run's evaluation.json (the final evaluation's sweeps and histograms), if it has one."""
+    path = run / "evaluation.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def study_row(run: pathlib.Path, device: str, evaluation: dict[str, Any] | None) -> dict[str, Any]:
+    """Every number the docs quote of one run (a row of docs/results/<study>.json); `evaluation`:
+    its evaluation.json (evaluation_of)."""
     config = json.loads((run / "config.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
     wall = run / "wall.json"
@@ -141,8 +148,7 @@ def study_row(run: pathlib.Path, device: str) -> dict[str, Any]:
         "train_seconds": summary["train_s"],
         "wall_seconds": json.loads(wall.read_text())["wall_s"] if wall.exists() else None,
         "device": summary.get("device_kind", device), **semi_supervised_fields(config),
-        **robustness_report.fields(summary, json.loads((run / "evaluation.json").read_text())
-                                   if (run / "evaluation.json").exists() else None),
+        **robustness_report.fields(summary, evaluation),
         **{key: summary[key] for key in SEPARATION_KEYS if key in summary},
     }
 
@@ -211,8 +217,10 @@ def write_study(name: str, runs: list[pathlib.Path], device: str, docs: pathlib.
     study `other`'s); returns the tables."""
     from mmix_jax.harness import figures
 
-    pairs = sorted(((study_row(run, device), run) for run in runs), key=lambda p: (
-        p[0]["train_size"] or 0, METHOD_ORDER.index(p[0]["method"]), p[0]["seed"]))
+    read = [(run, evaluation_of(run)) for run in runs]  # each evaluation.json read once
+    pairs = sorted(((study_row(run, device, evaluation), evaluation) for run, evaluation in read),
+                   key=lambda p: (p[0]["train_size"] or 0, METHOD_ORDER.index(p[0]["method"]),
+                                  p[0]["seed"]))
     rows = [r for r, _ in pairs]
     (docs / "results").mkdir(parents=True, exist_ok=True)
     (docs / "results" / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n")
@@ -221,9 +229,9 @@ def write_study(name: str, runs: list[pathlib.Path], device: str, docs: pathlib.
         figures.data_efficiency(docs / "figures" / f"{name}_curve.png", rows, [
             ("test_error_percent", "test error % (final)"), ("test_nll", "test NLL"),
             ("fgsm_accuracy", "FGSM accuracy")])
-    spectra = [(f"{r['method']} (seed {r['seed']})", json.loads(
-        (run / "evaluation.json").read_text())["spectrum"]) for r, run in pairs
-        if r["spectrum_mean_first"] is not None and r["seed"] == min(x["seed"] for x in rows)]
+    spectra = [(f"{r['method']} (seed {r['seed']})", (evaluation or {})["spectrum"])
+               for r, evaluation in pairs if r["spectrum_mean_first"] is not None
+               and r["seed"] == min(x["seed"] for x in rows)]
     if spectra:
         figures.spectra(docs / "figures" / f"{name}_spectra.png",
                         sorted(spectra, key=lambda p: METHOD_ORDER.index(p[0].split(" (")[0])))
