@@ -97,7 +97,8 @@ def figures(name: str, pairs: list[tuple[dict[str, Any], dict[str, Any] | None]]
     draw.reliability(out / f"{name}_reliability.png",
                      [(f"{m} (seed {r['seed']})", e["reliability"]) for m, (r, e) in first.items()
                       if "reliability" in e])
-    sweeps = [(label(r), e["rotation_sweep"]) for r, e in order if "rotation_sweep" in e]
+    sweeps = [(r["method"], label(r), e["rotation_sweep"]) for r, e in order
+              if "rotation_sweep" in e]
     if sweeps:
         draw.rotation_accuracy(out / f"{name}_rotation.png", sweeps)
     histograms = [(f"{m} (seed {r['seed']})", e["confidence_histogram"])

@@ -138,17 +138,17 @@ def reliability(path: epath.PathLike, panels: Sequence[tuple[str, dict[str, Any]
 
 
 def rotation_accuracy(path: epath.PathLike,
-                      sweeps: Sequence[tuple[str, dict[str, list[float]]]]) -> None:
-    """Accuracy against a fixed rotation angle; one line per (label, evaluation
+                      sweeps: Sequence[tuple[str, str, dict[str, list[float]]]]) -> None:
+    """Accuracy against a fixed rotation angle; one line per (method, label, evaluation
     rotation_sweep), several sweeps of one label (seeds) drawn as thin lines plus their mean.
-    A label names its method (coloured by it) and may add what else differs (a training-set
-    size, mix points): each such variant of a method gets its own line style."""
+    Lines are coloured by method; the labels of one method (what else differs: a training-set
+    size, mix points) each get their own line style."""
     fig = Figure(figsize=(5.0, 3.8))
     axis = fig.subplots()
     for method, color in METHOD_COLORS.items():
-        labels = sorted({name for name, _ in sweeps if method in name})
+        labels = sorted({name for of, name, _ in sweeps if of == method})
         for label, style in zip(labels, ("-", "--", ":", "-.", (0, (5, 1)), (0, (1, 3)))):
-            mine = [sweep for name, sweep in sweeps if name == label]
+            mine = [sweep for _, name, sweep in sweeps if name == label]
             angles = mine[0]["angle"]
             for sweep in mine:
                 axis.plot(sweep["angle"], sweep["accuracy"], color=color, lw=0.6, alpha=0.5,
