@@ -162,6 +162,10 @@ STUDY_COLUMNS = (  # (row key, header, digits)
 )
 
 
+CURVE_METRICS = (("test_error_percent", "test error % (final)"), ("test_nll", "test NLL"),
+                 ("fgsm_accuracy", "FGSM accuracy"))  # the panels of a study's curve figures
+
+
 def _cell(values: list[float], digits: int) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
@@ -186,7 +190,7 @@ def study_table(rows: list[dict[str, Any]]) -> str:
 
 
 def of_study(name: str, runs: list[pathlib.Path]) -> list[pathlib.Path]:
-    """The runs that scripts/study.py's study NAME defines (a root may hold several studies'
+    """The runs that study NAME (scripts/study_plans.py) defines (a root may hold several studies'
     runs, e.g. the ViT's point search beside its main runs); all of them for other names."""
     import study_plans
 
@@ -206,9 +210,8 @@ def beside(name: str, other: str, rows: list[dict[str, Any]], docs: pathlib.Path
               if r["train_size"] in sizes]
     if not theirs:
         sys.exit(f"--beside {other}: docs/results/{other}.json has no runs at sizes {sorted(sizes)}")
-    figures.data_efficiency(docs / "figures" / f"{name}_beside_{other}.png", rows + theirs, [
-        ("test_error_percent", "test error % (final)"), ("test_nll", "test NLL"),
-        ("fgsm_accuracy", "FGSM accuracy")], style_key="model")
+    figures.data_efficiency(docs / "figures" / f"{name}_beside_{other}.png", rows + theirs,
+                            CURVE_METRICS, style_key="model")
 
 
 def write_study(name: str, runs: list[pathlib.Path], device: str, docs: pathlib.Path,
@@ -226,9 +229,7 @@ def write_study(name: str, runs: list[pathlib.Path], device: str, docs: pathlib.
     (docs / "results" / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n")
     (docs / "figures").mkdir(parents=True, exist_ok=True)
     if len({r["train_size"] for r in rows}) > 1:
-        figures.data_efficiency(docs / "figures" / f"{name}_curve.png", rows, [
-            ("test_error_percent", "test error % (final)"), ("test_nll", "test NLL"),
-            ("fgsm_accuracy", "FGSM accuracy")])
+        figures.data_efficiency(docs / "figures" / f"{name}_curve.png", rows, CURVE_METRICS)
     spectra = [(f"{r['method']} (seed {r['seed']})", (evaluation or {})["spectrum"])
                for r, evaluation in pairs if r["spectrum_mean_first"] is not None
                and r["seed"] == min(x["seed"] for x in rows)]
