@@ -123,22 +123,25 @@ def vit_baselines() -> list[Run]:
             for method in ("erm", "input")]
 
 
+def chosen_points(method: str) -> str:
+    """The point set a ViT run of `method` names: VIT_CHOSEN_POINTS for Manifold Mixup, none for
+    the others; stops the study while vit_points has not chosen yet."""
+    if not VIT_CHOSEN_POINTS:
+        raise SystemExit("run vit_points first and set VIT_CHOSEN_POINTS from its validation error")
+    return VIT_CHOSEN_POINTS if method == "manifold" else ""
+
+
 def vit_fashion() -> list[Run]:
     """ERM / Input / Manifold Mixup (the chosen points) on a ViT-mini at 100 and 500 images per
     class, 2 seeds; the small size first, so that complete points come first."""
-    if not VIT_CHOSEN_POINTS:
-        raise SystemExit("run vit_points first and set VIT_CHOSEN_POINTS from its validation error")
-    return [vit_run(per_class, method, seed, VIT_CHOSEN_POINTS if method == "manifold" else "")
+    return [vit_run(per_class, method, seed, chosen_points(method))
             for per_class in VIT_EPOCHS for seed in (0, 1) for method in METHODS]
 
 
 def vit_augmented() -> list[Run]:
     """The same comparison with the config's augmentation and stochastic depth: 100 images per
     class, 300 epochs, seed 0 (the CPU time left), Manifold Mixup at the points chosen above."""
-    if not VIT_CHOSEN_POINTS:
-        raise SystemExit("run vit_points first and set VIT_CHOSEN_POINTS from its validation error")
-    return [vit_run(100, method, 0, VIT_CHOSEN_POINTS if method == "manifold" else "",
-                    augmented=True) for method in METHODS]
+    return [vit_run(100, method, 0, chosen_points(method), augmented=True) for method in METHODS]
 
 
 def fashion_robustness() -> list[Run]:
